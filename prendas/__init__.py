@@ -1,0 +1,15 @@
+"""prendas: a DCGAN that learns to draw garments from Fashion-MNIST.
+
+Importing the package is cheap: Keras (and with it TensorFlow) loads only when a submodule that
+needs it is imported, so `python -m prendas --help` is instant and `KERAS_BACKEND=jax` works
+where TensorFlow is not installed.
+"""
+
+__version__ = "0.1.0"
+
+
+class PrendasError(Exception):
+    """A mistake the user can fix: a bad flag, a missing or corrupted file, a mismatched model.
+
+    The command line prints its message as one line on stderr and exits with status 2.
+    """

@@ -1,0 +1,137 @@
+"""Command line: python -m prendas {train,generate} ... (--help on each).
+
+A user's mistake prints one line on stderr and exits with status 2, having written nothing.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from prendas import PrendasError
+from prendas.config import ALL_IMAGES, TrainConfig
+
+# Settings a resumed run takes from its checkpoint: giving a different value is an error.
+_FIXED_ON_RESUME = ("batch_size", "images", "latent_dim", "g_lr", "d_lr", "seed")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # argparse would print the whole usage; one line that points at --help is kinder.
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _parser():
+    defaults = TrainConfig()
+    parser = _Parser(prog="python -m prendas", description="A DCGAN that draws garments (Fashion-MNIST).")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = commands.add_parser(
+        "train",
+        help="train a GAN (or continue one with --resume)",
+        description="Train the DCGAN; writes OUT/models, OUT/images and OUT/checkpoints, tagged "
+        "YYYY-MM-DD-HHMM_{E}ep_{N}imgs.",
+    )
+    t.add_argument("--epochs", type=int, help=f"epochs to train (default {defaults.epochs}); with --resume, epochs to add")
+    t.add_argument("--batch-size", type=int, help=f"images per step (default {defaults.batch_size})")
+    t.add_argument(
+        "--images",
+        type=int,
+        help=f"training images (default {defaults.images:,}, the whole training split); up to {ALL_IMAGES:,} "
+        "adds test images",
+    )
+    t.add_argument("--latent-dim", type=int, help=f"size of the noise vector (default {defaults.latent_dim})")
+    t.add_argument("--lr", type=float, help=f"learning rate of both Adam optimizers (default {defaults.g_lr:g})")
+    t.add_argument("--g-lr", type=float, help="learning rate of the generator only")
+    t.add_argument("--d-lr", type=float, help="learning rate of the discriminator only")
+    t.add_argument("--seed", type=int, help=f"random seed (default {defaults.seed})")
+    t.add_argument("--checkpoint-every", type=int, help=f"epochs between checkpoints (default {defaults.checkpoint_every})")
+    t.add_argument("--out", help="folder for models/, images/ and checkpoints/ (default: current folder; "
+                   "with --resume, the folder that holds the checkpoint's checkpoints/)")
+    t.add_argument("--deterministic", action="store_true", default=None, help="deterministic kernels (bit-exact resume)")
+    t.add_argument("--resume", metavar="CHECKPOINT", help="continue from OUT/checkpoints/checkpoint_TAG.npz")
+
+    g = commands.add_parser(
+        "generate",
+        help="draw garments with a saved generator",
+        description="Sample a grid of garments from a saved generator (models/generator_TAG.keras).",
+    )
+    g.add_argument("--model", required=True, help="a generator_TAG.keras file")
+    g.add_argument("--n", type=int, default=25, help="how many garments (default 25, at most 10000)")
+    g.add_argument("--out", default="generated.png", help="PNG file to write (default generated.png)")
+    g.add_argument("--seed", type=int, default=None, help="seed of the noise (default: a new draw each time)")
+    g.add_argument("--latent-dim", type=int, help="expected latent size; an error if the model's differs")
+    return parser
+
+
+def _train(args):
+    from prendas import train as training
+
+    lr = {"g_lr": args.lr, "d_lr": args.lr} if args.lr is not None else {}
+    given = {
+        "batch_size": args.batch_size,
+        "images": args.images,
+        "latent_dim": args.latent_dim,
+        "g_lr": args.g_lr if args.g_lr is not None else lr.get("g_lr"),
+        "d_lr": args.d_lr if args.d_lr is not None else lr.get("d_lr"),
+        "seed": args.seed,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.resume:
+        if args.epochs is None:
+            raise PrendasError("--resume needs --epochs: how many epochs to add")
+        TrainConfig(epochs=args.epochs, checkpoint_every=args.checkpoint_every or 1)  # range checks, before any work
+        from prendas.artifacts import load_checkpoint
+
+        saved = load_checkpoint(args.resume)[0]["config"]
+        for name, value in given.items():
+            if value != saved[name]:
+                raise PrendasError(
+                    f"--{name.replace('_', '-')} cannot change when resuming: the checkpoint trained with {saved[name]}"
+                )
+        return training.resume(
+            args.resume, args.epochs, out=args.out, checkpoint_every=args.checkpoint_every, deterministic=args.deterministic
+        )
+    options = {"epochs": args.epochs, "checkpoint_every": args.checkpoint_every, "out": args.out, "deterministic": args.deterministic}
+    config = TrainConfig(**given, **{k: v for k, v in options.items() if v is not None})
+    return training.train(config)
+
+
+def _generate(args):
+    if not 1 <= args.n <= 10_000:
+        raise PrendasError(f"--n must be from 1 to 10000, got {args.n}")
+    if args.seed is not None and args.seed < 0:
+        raise PrendasError(f"--seed must be 0 or more, got {args.seed}")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise PrendasError(f"--out must name a .png file, got {args.out}")
+    if not out.parent.is_dir():
+        raise PrendasError(f"--out: folder {out.parent} does not exist")
+    from prendas import artifacts
+    from prendas.gan import generate_images, latent_batch
+
+    generator = artifacts.load_generator(args.model, latent_dim=args.latent_dim)
+    z = latent_batch(args.n, generator.input_shape[-1], args.seed)
+    artifacts.save_png(artifacts.image_grid(generate_images(generator, z)), out)
+    print(f"wrote {args.n} garments to {out}")
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            _train(args)
+        else:
+            _generate(args)
+    except PrendasError as e:
+        print(f"prendas {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"prendas {args.command}: interrupted; the last checkpoint (if any) is intact", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter short
+    sys.exit(main())

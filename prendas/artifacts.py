@@ -1,0 +1,187 @@
+"""What a run leaves on disk: tags and file names, atomic writes, images, checkpoints, saved models.
+
+Every file is written under a temporary name in its own folder and then renamed over the real
+name, so a run killed at any moment leaves either the old file or the new one, never half of one.
+"""
+
+import contextlib
+import datetime
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from prendas import PrendasError
+
+CHECKPOINT_FORMAT = "prendas-checkpoint"
+CHECKPOINT_VERSION = 1
+GRID_SCALE = 3  # grids are scaled up (nearest neighbour) so 28-pixel garments can be seen
+
+
+# ---- names ---------------------------------------------------------------------------------
+
+
+def run_tag(segments, n_images, when=None):
+    """'YYYY-MM-DD-HHMM_{E}ep_{N}imgs'; a resumed run's epochs read like '50+175'."""
+    when = when or datetime.datetime.now()
+    epochs = "+".join(str(e) for e in segments)
+    return f"{when:%Y-%m-%d-%H%M}_{epochs}ep_{n_images}imgs"
+
+
+def run_paths(out, tag):
+    """Every file a run writes, by name."""
+    out = Path(out)
+    models, images = out / "models", out / "images"
+    paths = {
+        "generator": models / f"generator_{tag}.keras",
+        "discriminator": models / f"discriminator_{tag}.keras",
+        "run_json": models / f"run_{tag}.json",
+        "checkpoint": out / "checkpoints" / f"checkpoint_{tag}.npz",
+        "grid": images / f"grid_{tag}.png",
+        "progress_gif": images / f"progress_{tag}.gif",
+    }
+    for i in range(5):
+        paths[f"image_{i}"] = images / f"image_{i}_{tag}.png"
+    return paths
+
+
+def unique_tag(out, tag):
+    """The tag, or tag_2, tag_3, ... when a run in the same minute already used it."""
+    candidate, n = tag, 1
+    while any(p.exists() for p in run_paths(out, candidate).values()):
+        n += 1
+        candidate = f"{tag}_{n}"
+    return candidate
+
+
+# ---- atomic writing ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path` (same suffix); rename it over `path` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path, data):
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def save_model(model, path):
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+# ---- images --------------------------------------------------------------------------------
+
+
+def image_grid(images, cols=None, pad=2, scale=GRID_SCALE):
+    """uint8 images (N, 28, 28) -> one uint8 picture, `cols` per row (default: near square)."""
+    n, h, w = images.shape
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = -(-n // cols)
+    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad), 255, np.uint8)
+    for i, image in enumerate(images):
+        r, c = divmod(i, cols)
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = image
+    return np.kron(grid, np.ones((scale, scale), np.uint8))
+
+
+def save_png(pixels, path):
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels, mode="L").save(tmp, format="PNG")
+
+
+def save_gif(frames, path, ms_per_frame=200):
+    """An animation of uint8 frames; the last frame is held for two seconds."""
+    from PIL import Image
+
+    pictures = [Image.fromarray(f, mode="L") for f in frames]
+    durations = [ms_per_frame] * (len(pictures) - 1) + [2000]
+    with atomic_path(path) as tmp:
+        pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:], duration=durations, loop=0)
+
+
+# ---- checkpoints ---------------------------------------------------------------------------
+
+
+def save_checkpoint(path, state_variables, meta, frames):
+    """Write every variable of the run, its metadata (JSON) and its progress frames to one .npz."""
+    arrays = {"meta": np.array(json.dumps(meta)), "frames": np.asarray(frames, np.uint8)}
+    for group, variables in state_variables.items():
+        for i, v in enumerate(variables):
+            arrays[f"{group}/{i}"] = np.asarray(v)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def load_checkpoint(path):
+    """Read a checkpoint written by save_checkpoint: (meta, frames, {group: [arrays]})."""
+    path = Path(path)
+    if not path.is_file():
+        raise PrendasError(f"no checkpoint at {path} (runs write them to OUT/checkpoints/checkpoint_TAG.npz)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
+            frames = npz["frames"]
+            groups = {}
+            for key in npz.files:
+                if "/" in key:
+                    group, index = key.split("/")
+                    groups.setdefault(group, {})[int(index)] = npz[key]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+        raise PrendasError(f"{path} is not a readable prendas checkpoint ({type(e).__name__}: {e})") from None
+    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != CHECKPOINT_VERSION:
+        raise PrendasError(f"{path} is not a prendas checkpoint of version {CHECKPOINT_VERSION}")
+    return meta, frames, {g: [arrays[i] for i in sorted(arrays)] for g, arrays in groups.items()}
+
+
+def restore_variables(state_variables, saved, path):
+    """Assign saved arrays to the live variables, after checking that every group matches."""
+    for group, variables in state_variables.items():
+        arrays = saved.get(group, [])
+        shapes = [tuple(v.shape) for v in variables]
+        if [a.shape for a in arrays] != shapes:
+            raise PrendasError(f"{path}: the saved {group} does not match the model built from its settings")
+    for group, variables in state_variables.items():
+        for v, a in zip(variables, saved[group]):
+            v.assign(a)
+
+
+# ---- saved generators ----------------------------------------------------------------------
+
+
+def load_generator(path, latent_dim=None):
+    """Load a saved generator, checking that it is one: input (latent,), output 28x28x1."""
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise PrendasError(f"no model file at {path}")
+    if path.suffix != ".keras":
+        raise PrendasError(f"{path} is not a .keras model file")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as e:  # Keras raises many types for a bad file; all mean the same to the user
+        raise PrendasError(f"cannot load {path} as a Keras model ({type(e).__name__}: {str(e)[:200]})") from None
+    in_shape, out_shape = tuple(model.input_shape), tuple(model.output_shape)
+    if len(in_shape) != 2 or out_shape[1:] != (28, 28, 1):
+        raise PrendasError(f"{path} is not a generator: it maps {in_shape[1:]} to {out_shape[1:]}, not noise to 28x28x1")
+    if latent_dim is not None and in_shape[1] != latent_dim:
+        raise PrendasError(f"{path} takes a latent vector of size {in_shape[1]}, not {latent_dim} (--latent-dim)")
+    return model

@@ -1,0 +1,183 @@
+"""Training, from top to bottom: data, models, fit with the run's callbacks, files on disk.
+
+`train(config)` starts a run; `resume(checkpoint, epochs)` continues one exactly where its last
+checkpoint left it (weights, optimizer moments, noise and dropout streams, epoch count).
+"""
+
+import datetime
+import platform
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from prendas import PrendasError, __version__, artifacts
+from prendas.callbacks import ProgressLogger, RunRecorder
+from prendas.config import TrainConfig
+from prendas.data import epoch_batches, load_fashion_mnist, select_images, steps_per_epoch
+from prendas.gan import GAN, generate_images, latent_batch
+from prendas.models import build_discriminator, build_generator
+
+FIXED_SAMPLES = 64  # the fixed latent batch behind the grid and the progress animation (8 x 8)
+
+
+def train(config, callbacks=(), log=print):
+    """Train a new GAN with `config`; returns the finished Run. Extra Keras callbacks may watch it."""
+    images, data = _training_images(config)
+    gan = build_gan(config)
+    tag = artifacts.unique_tag(config.out, artifacts.run_tag([config.epochs], config.images))
+    run = Run(gan, config, data, tag)
+    return _fit(run, images, callbacks, log)
+
+
+def resume(checkpoint, epochs, out=None, checkpoint_every=None, deterministic=None, callbacks=(), log=print):
+    """Continue the run saved in `checkpoint` for `epochs` more epochs; its tag reads 'E0+E'.
+
+    The new files go under `out`, by default the folder that holds the checkpoint's `checkpoints/`.
+    Everything else (batch size, images, learning rates, seed) is the checkpoint's.
+    """
+    checkpoint = Path(checkpoint)
+    meta, frames, saved = artifacts.load_checkpoint(checkpoint)
+    config = TrainConfig.from_dict(meta["config"])
+    if out is None:
+        out = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else Path(".")
+    changes = {"epochs": epochs, "out": str(out)}
+    if checkpoint_every is not None:
+        changes["checkpoint_every"] = checkpoint_every
+    if deterministic is not None:
+        changes["deterministic"] = deterministic
+    config = config.replace(**changes)
+    images, data = _training_images(config)
+    gan = build_gan(config)
+    artifacts.restore_variables(gan.state_variables(), saved, checkpoint)
+    segments = meta["segments"] + [epochs]
+    tag = artifacts.unique_tag(config.out, artifacts.run_tag(segments, config.images))
+    run = Run(gan, config, data, tag, meta["segments"], meta["history"], list(frames), str(checkpoint))
+    run.training_seconds_before = meta["training_seconds"]
+    return _fit(run, images, callbacks, log)
+
+
+def build_gan(config):
+    """Seed everything, build both networks and their Adam optimizers (the tutorial's settings)."""
+    if keras.backend.backend() != "tensorflow":
+        raise PrendasError(
+            f"training needs the TensorFlow backend (KERAS_BACKEND is {keras.backend.backend()}); "
+            "a saved generator can be sampled on any backend"
+        )
+    if config.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(config.seed)
+    gan = GAN(build_generator(config.latent_dim), build_discriminator())
+    gan.compile(
+        d_optimizer=keras.optimizers.Adam(config.d_lr, name="d_adam"),
+        g_optimizer=keras.optimizers.Adam(config.g_lr, name="g_adam"),
+        jit_compile=False,  # measured: on the CPU plain tf.function is faster than XLA
+    )
+    gan.build_optimizers()
+    return gan
+
+
+def _training_images(config):
+    images, _, record = select_images(load_fashion_mnist(), config.images, config.seed)
+    return images, record
+
+
+def _fit(run, images, callbacks, log):
+    config = run.config
+    steps = steps_per_epoch(len(images), config.batch_size)
+    note = " (includes test images)" if run.data["includes_test_images"] else ""
+    log(
+        f"run {run.tag}: {len(images):,} images{note} from {run.data['source']}, "
+        f"epochs {run.first_epoch + 1}-{run.last_epoch} of {steps} steps at batch {config.batch_size}, "
+        f"writing to {Path(config.out).resolve()}"
+    )
+    run.gan.fit(
+        epoch_batches(images, config.batch_size, config.seed, run.first_epoch),
+        steps_per_epoch=steps,
+        epochs=run.last_epoch,
+        initial_epoch=run.first_epoch,
+        shuffle=False,  # epoch_batches shuffles, reproducibly from the seed
+        callbacks=[RunRecorder(run), ProgressLogger(run, log), *callbacks],
+        verbose=0,
+    )
+    log(f"done: models in {run.paths['generator'].parent}, images in {run.paths['grid'].parent}")
+    return run
+
+
+class Run:
+    """One training run: its settings, tag, history and files. The callbacks fill and save it."""
+
+    def __init__(self, gan, config, data, tag, segments_before=(), history=(), frames=(), resumed_from=None):
+        self.gan = gan
+        self.config = config
+        self.data = data
+        self.tag = tag
+        self.paths = artifacts.run_paths(config.out, tag)
+        self.segments_before = list(segments_before)
+        self.history = list(history)  # one record per epoch, previous segments included
+        self.frames = list(frames)  # the fixed batch's grid after each epoch, for the animation
+        self.resumed_from = resumed_from
+        self.first_epoch = len(self.history)
+        self.last_epoch = self.first_epoch + config.epochs
+        self.training_seconds_before = 0.0
+        self.started = datetime.datetime.now().isoformat(timespec="seconds")
+        self.fixed_z = latent_batch(FIXED_SAMPLES, gan.latent_dim, [config.seed, 3])
+
+    @property
+    def epochs_done(self):
+        return len(self.history)
+
+    def segments_done(self):
+        return self.segments_before + [self.epochs_done - self.first_epoch]
+
+    def sample_grid(self):
+        return artifacts.image_grid(generate_images(self.gan.generator, self.fixed_z), cols=8, scale=2)
+
+    def record(self, status):
+        """The run.json contents."""
+        return {
+            "tag": self.tag,
+            "status": status,
+            "epochs_done": self.epochs_done,
+            "segments": self.segments_done(),
+            "resumed_from": self.resumed_from,
+            "config": self.config.to_dict(),
+            "data": self.data,
+            "started": self.started,
+            "updated": datetime.datetime.now().isoformat(timespec="seconds"),
+            "training_seconds": round(self.training_seconds_before + sum(h["seconds"] for h in self.history[self.first_epoch :]), 3),
+            "history": self.history,
+            "files": {name: str(path) for name, path in self.paths.items()},
+            "versions": _versions(),
+            "machine": {"platform": platform.platform(), "processor": platform.machine(), "backend": keras.backend.backend()},
+        }
+
+    def save_checkpoint(self):
+        record = self.record("running")
+        meta = {"format": artifacts.CHECKPOINT_FORMAT, "version": artifacts.CHECKPOINT_VERSION, **record}
+        artifacts.save_checkpoint(self.paths["checkpoint"], self.gan.state_variables(), meta, self.frames)
+        artifacts.write_json(self.paths["run_json"], record)
+
+    def save_final(self):
+        """Models, grid, five single images and the animation; run.json last, marking the run complete."""
+        paths = self.paths
+        artifacts.save_model(self.gan.generator, paths["generator"])
+        artifacts.save_model(self.gan.discriminator, paths["discriminator"])
+        artifacts.save_png(self.frames[-1], paths["grid"])
+        samples = generate_images(self.gan.generator, self.fixed_z[:5])
+        for i, image in enumerate(samples):
+            artifacts.save_png(np.kron(image, np.ones((4, 4), np.uint8)), paths[f"image_{i}"])
+        artifacts.save_gif(self.frames, paths["progress_gif"])
+        artifacts.write_json(paths["run_json"], self.record("complete"))
+
+
+def _versions():
+    versions = {"prendas": __version__, "python": sys.version.split()[0], "keras": keras.__version__, "numpy": np.__version__}
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        versions["tensorflow"] = tf.__version__
+    return versions

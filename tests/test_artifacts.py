@@ -1,0 +1,95 @@
+import datetime
+import json
+
+import numpy as np
+import pytest
+
+from prendas import PrendasError, artifacts
+from prendas.models import build_discriminator, build_generator
+
+WHEN = datetime.datetime(2025, 2, 11, 15, 30)
+
+
+def test_run_tag_reads_like_the_original_runs():
+    assert artifacts.run_tag([50], 70_000, WHEN) == "2025-02-11-1530_50ep_70000imgs"
+    assert artifacts.run_tag([50, 175], 70_000, WHEN) == "2025-02-11-1530_50+175ep_70000imgs"
+
+
+def test_same_minute_runs_get_distinct_tags(tmp_path):
+    tag = artifacts.run_tag([2], 300, WHEN)
+    assert artifacts.unique_tag(tmp_path, tag) == tag
+    artifacts.write_json(artifacts.run_paths(tmp_path, tag)["run_json"], {})
+    assert artifacts.unique_tag(tmp_path, tag) == tag + "_2"
+
+
+def test_run_paths_name_every_file():
+    paths = artifacts.run_paths("out", "T")
+    assert str(paths["generator"]) == "out/models/generator_T.keras"
+    assert str(paths["discriminator"]) == "out/models/discriminator_T.keras"
+    assert str(paths["grid"]) == "out/images/grid_T.png"
+    assert [str(paths[f"image_{i}"]) for i in range(5)] == [f"out/images/image_{i}_T.png" for i in range(5)]
+    assert str(paths["checkpoint"]) == "out/checkpoints/checkpoint_T.npz"
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "run.json"
+    artifacts.write_json(path, {"epoch": 1})
+    with pytest.raises(RuntimeError):
+        with artifacts.atomic_path(path) as tmp:
+            tmp.write_text('{"epoch": ')  # half written when the process "dies"
+            raise RuntimeError("killed")
+    assert json.loads(path.read_text()) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]  # no temporary left behind
+
+
+def test_checkpoint_round_trip(tmp_path):
+    gen = build_generator(4)
+    state = {"generator": gen.variables}
+    frames = np.zeros((3, 10, 10), np.uint8)
+    path = tmp_path / "c.npz"
+    artifacts.save_checkpoint(path, state, {"format": artifacts.CHECKPOINT_FORMAT, "version": 1, "x": [1]}, frames)
+    meta, loaded_frames, saved = artifacts.load_checkpoint(path)
+    assert meta["x"] == [1] and loaded_frames.shape == (3, 10, 10)
+    fresh = build_generator(4)
+    artifacts.restore_variables({"generator": fresh.variables}, saved, path)
+    assert all(np.array_equal(a, b) for a, b in zip(gen.get_weights(), fresh.get_weights()))
+    with pytest.raises(PrendasError, match="does not match"):
+        artifacts.restore_variables({"generator": build_generator(5).variables}, saved, path)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip", None])
+def test_bad_checkpoints_are_refused(tmp_path, content):
+    path = tmp_path / "c.npz"
+    if content is None:  # a real checkpoint cut short
+        artifacts.save_checkpoint(path, {"g": build_generator(4).variables}, {"format": "prendas-checkpoint", "version": 1}, [])
+        path.write_bytes(path.read_bytes()[:5000])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(PrendasError, match="not a readable prendas checkpoint"):
+        artifacts.load_checkpoint(path)
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(PrendasError, match="no checkpoint"):
+        artifacts.load_checkpoint(tmp_path / "nope.npz")
+
+
+def test_load_generator_checks_what_it_loads(tmp_path):
+    gen_path, disc_path = tmp_path / "g.keras", tmp_path / "d.keras"
+    artifacts.save_model(build_generator(12), gen_path)
+    artifacts.save_model(build_discriminator(), disc_path)
+    assert artifacts.load_generator(gen_path).input_shape == (None, 12)
+    with pytest.raises(PrendasError, match="not a generator"):
+        artifacts.load_generator(disc_path)
+    with pytest.raises(PrendasError, match="size 12, not 100"):
+        artifacts.load_generator(gen_path, latent_dim=100)
+    (tmp_path / "junk.keras").write_bytes(b"junk")
+    with pytest.raises(PrendasError, match="cannot load"):
+        artifacts.load_generator(tmp_path / "junk.keras")
+
+
+def test_image_grid_layout():
+    images = np.full((5, 28, 28), 7, np.uint8)
+    grid = artifacts.image_grid(images, cols=3, pad=2, scale=1)
+    assert grid.shape == (2 * 30 + 2, 3 * 30 + 2)
+    assert (grid == 7).sum() == 5 * 28 * 28

@@ -1,0 +1,147 @@
+"""End to end: real tiny runs through the command line, resume exactness, killed runs."""
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+from conftest import ROOT, files_under, run_cli
+from PIL import Image
+
+from prendas.artifacts import load_checkpoint
+from prendas.config import TrainConfig
+from prendas.train import train
+
+TINY = ["--images", 300, "--batch-size", 64, "--seed", 5, "--deterministic"]
+TAG = r"\d{4}-\d\d-\d\d-\d{4}_%sep_300imgs"
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """`prendas train` for 2 epochs, as a user would run it."""
+    out = tmp_path_factory.mktemp("run")
+    result = run_cli("train", "--epochs", 2, *TINY, "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def _tag(out, pattern):
+    [grid] = (out / "images").glob("grid_*.png")
+    tag = grid.stem.removeprefix("grid_")
+    assert re.fullmatch(TAG % pattern, tag), tag
+    return tag
+
+
+def test_a_run_writes_every_tagged_file(first_run):
+    out, result = first_run
+    tag = _tag(out, "2")
+    expected = [
+        f"checkpoints/checkpoint_{tag}.npz",
+        *(f"images/image_{i}_{tag}.png" for i in range(5)),
+        f"images/grid_{tag}.png",
+        f"images/progress_{tag}.gif",
+        f"models/discriminator_{tag}.keras",
+        f"models/generator_{tag}.keras",
+        f"models/run_{tag}.json",
+    ]
+    assert files_under(out) == sorted(expected)
+    # progress: one line per epoch with the losses, the speed and the time left
+    assert re.search(r"epoch 1/2  d_loss \d\.\d{4}  g_loss \d\.\d{4}  [\d,]+ img/s .* eta ", result.stdout)
+    assert "epoch 2/2" in result.stdout
+
+    record = json.loads((out / f"models/run_{tag}.json").read_text())
+    assert record["status"] == "complete" and record["epochs_done"] == 2 and record["segments"] == [2]
+    assert record["config"]["batch_size"] == 64 and record["config"]["images"] == 300
+    assert record["data"]["images"] == 300 and record["data"]["includes_test_images"] is False
+    assert [h["epoch"] for h in record["history"]] == [1, 2]
+    assert all(h["images_per_s"] > 0 and np.isfinite(h["d_loss"]) for h in record["history"])
+    assert {"tensorflow", "keras", "numpy", "python"} <= set(record["versions"])
+
+    grid = Image.open(out / f"images/grid_{tag}.png")
+    assert grid.mode == "L" and grid.size == ((8 * 30 + 2) * 2,) * 2  # 8 x 8 fixed samples, scaled 2x
+    assert Image.open(out / f"images/image_0_{tag}.png").size == (112, 112)
+    gif = Image.open(out / f"images/progress_{tag}.gif")
+    assert gif.n_frames == 2  # one frame per epoch
+
+    meta, frames, _ = load_checkpoint(out / f"checkpoints/checkpoint_{tag}.npz")
+    assert meta["epochs_done"] == 2 and len(frames) == 2
+
+
+def test_saved_models_load_in_a_fresh_process(first_run):
+    out, _ = first_run
+    tag = _tag(out, "2")
+    code = (
+        "import keras, sys; g = keras.models.load_model(sys.argv[1]); d = keras.models.load_model(sys.argv[2]);"
+        "print(g.input_shape, g.output_shape, d.output_shape)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, out / f"models/generator_{tag}.keras", out / f"models/discriminator_{tag}.keras"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(None, 100) (None, 28, 28, 1) (None, 1)"
+
+
+def test_generate_draws_from_a_saved_model(first_run, tmp_path):
+    out, _ = first_run
+    tag = _tag(out, "2")
+    png = tmp_path / "garments.png"
+    result = run_cli("generate", "--model", out / f"models/generator_{tag}.keras", "--n", 25, "--out", png, "--seed", 1)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(png).size == ((5 * 30 + 2) * 3,) * 2  # 5 x 5, scaled 3x
+    again = tmp_path / "again.png"
+    run_cli("generate", "--model", out / f"models/generator_{tag}.keras", "--n", 25, "--out", again, "--seed", 1)
+    assert again.read_bytes() == png.read_bytes()  # the seed fixes the garments
+
+
+def test_resume_continues_exactly(first_run, tmp_path):
+    """2 epochs, then 2 more after a resume in a new process == 4 epochs straight."""
+    out, _ = first_run
+    tag = _tag(out, "2")
+    result = run_cli("train", "--resume", out / f"checkpoints/checkpoint_{tag}.npz", "--epochs", 2, "--deterministic")
+    assert result.returncode == 0, result.stderr
+    assert "epoch 3/4" in result.stdout and "epoch 4/4" in result.stdout
+    [resumed] = (out / "models").glob("generator_*2+2ep*.keras")
+    resumed_tag = resumed.stem.removeprefix("generator_")
+    assert re.fullmatch(TAG % r"2\+2", resumed_tag)
+    record = json.loads((out / f"models/run_{resumed_tag}.json").read_text())
+    assert record["segments"] == [2, 2] and record["epochs_done"] == 4 and len(record["history"]) == 4
+    assert record["resumed_from"].endswith(f"checkpoint_{tag}.npz")
+    assert (out / f"models/generator_{tag}.keras").exists()  # the first run's files are kept
+
+    straight = train(
+        TrainConfig(epochs=4, images=300, batch_size=64, seed=5, deterministic=True, out=str(tmp_path)),
+        log=lambda line: None,
+    )
+    resumed_weights = keras.models.load_model(resumed).get_weights()
+    for a, b in zip(straight.gan.generator.get_weights(), resumed_weights):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    assert [h["g_loss"] for h in straight.history] == pytest.approx([h["g_loss"] for h in record["history"]], abs=1e-6)
+    assert Image.open(out / f"images/progress_{resumed_tag}.gif").n_frames == 4  # frames of all 4 epochs
+
+
+def test_a_killed_run_leaves_a_loadable_checkpoint(tmp_path):
+    """SIGKILL a run while it rewrites its checkpoint every epoch: the checkpoint still loads and resumes."""
+    cmd = [sys.executable, "-m", "prendas", "train", "--epochs", 1000, "--images", 64, "--batch-size", 64, "--out", tmp_path]
+    env = {"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen(list(map(str, cmd)), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    checkpoints = tmp_path / "checkpoints"
+    deadline = time.time() + 120
+    while not (checkpoints.exists() and any(checkpoints.glob("checkpoint_*.npz"))):
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.2)
+    time.sleep(2.3)  # a few more epochs (each rewrites the checkpoint), then kill mid-way
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    [checkpoint] = checkpoints.glob("checkpoint_*.npz")
+    meta, frames, _ = load_checkpoint(checkpoint)
+    assert meta["epochs_done"] >= 1 and len(frames) == meta["epochs_done"]
+    result = run_cli("train", "--resume", checkpoint, "--epochs", 1)
+    assert result.returncode == 0, result.stderr
+    assert f"epoch {meta['epochs_done'] + 1}/{meta['epochs_done'] + 1}" in result.stdout
