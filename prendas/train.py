@@ -23,7 +23,10 @@ FIXED_SAMPLES = 64  # the fixed latent batch behind the grid and the progress an
 
 
 def train(config, callbacks=(), log=print):
-    """Train a new GAN with `config`; returns the finished Run. Extra Keras callbacks may watch it."""
+    """Train a new GAN with `config`; returns the finished Run.
+
+    Extra Keras callbacks may watch it; one with a set_run(run) method is handed the Run first.
+    """
     images, data = _training_images(config)
     gan = build_gan(config)
     tag = artifacts.unique_tag(config.out, artifacts.run_tag([config.epochs], config.images))
@@ -94,6 +97,9 @@ def _fit(run, images, callbacks, log):
         f"epochs {run.first_epoch + 1}-{run.last_epoch} of {steps} steps at batch {config.batch_size}, "
         f"writing to {Path(config.out).resolve()}"
     )
+    for callback in callbacks:
+        if hasattr(callback, "set_run"):  # callbacks that want the run's history and frames (NotebookMonitor)
+            callback.set_run(run)
     run.gan.fit(
         epoch_batches(images, config.batch_size, config.seed, run.first_epoch),
         steps_per_epoch=steps,

@@ -1,0 +1,141 @@
+"""What the notebook shows: the environment check, live training feedback, image files.
+
+Only gan_prendas.ipynb imports this module; it needs IPython (which Jupyter brings).
+"""
+
+import io
+import os
+import shutil
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from prendas.callbacks import format_seconds
+
+# TensorFlow >= 2.18 in images built on cuDNN 8 (the official -gpu images) loads no GPU library.
+GPU_HELP = (
+    "An NVIDIA GPU is present but TensorFlow does not see it, so training runs on the CPU. This is the "
+    "known failure of TensorFlow GPU images that lack cuDNN 9 (tensorflow issues 62412 and 81344): "
+    "use this project's Dockerfile (pip CUDA wheels registered with ldconfig), check "
+    "`docker compose` reserves the GPU and that the NVIDIA Container Toolkit is installed, and look for "
+    "'Cannot dlopen some GPU libraries' in the server log."
+)
+
+
+def environment_report():
+    """Versions, the backend and the GPUs it sees; a warning when a GPU is present but unused."""
+    lines = [f"Keras {keras.__version__}, backend {keras.backend.backend()}"]
+    gpus = []
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        lines.insert(0, f"TensorFlow {tf.__version__}")
+        gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    elif keras.backend.backend() == "jax":
+        import jax
+
+        gpus = [str(d) for d in jax.devices() if d.platform == "gpu"]
+    nvidia_present = Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None
+    if gpus:
+        lines.append(f"GPU: {', '.join(gpus)}")
+    elif nvidia_present:
+        lines.append("WARNING: " + GPU_HELP)
+    else:
+        lines.append(f"No GPU: training runs on the CPU ({os.cpu_count()} cores), slower but fine for small runs.")
+    return "\n".join(lines)
+
+
+def show_images(paths, width=None):
+    """Show image files (PNG or GIF, animated) side by side, embedded in the notebook."""
+    import base64
+
+    from IPython.display import HTML, display
+
+    tags = []
+    for path in paths:
+        data = base64.b64encode(Path(path).read_bytes()).decode()
+        kind = "gif" if str(path).endswith(".gif") else "png"
+        size = f' width="{width}"' if width else ""
+        tags.append(f'<img src="data:image/{kind};base64,{data}"{size} title="{path}" style="margin:4px">')
+    display(HTML("".join(tags)))
+
+
+def figure_png(fig):
+    buffer = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(buffer)
+    return buffer.getvalue()
+
+
+class NotebookMonitor(keras.callbacks.Callback):
+    """Live training feedback in a notebook: a progress bar, the two loss curves and the sample grid.
+
+    Pass it to train() or resume(); they hand it the run (set_run) before the first epoch.
+    """
+
+    def __init__(self, every_seconds=1.0):
+        super().__init__()
+        self.every_seconds = every_seconds
+        self.run = None
+
+    def set_run(self, run):
+        self.run = run
+
+    def on_train_begin(self, logs=None):
+        from IPython.display import HTML, display
+
+        self._started = time.perf_counter()
+        self._shown = 0.0
+        self._bar = display(HTML(self._bar_html(0.0)), display_id=True)
+        self._plots = display(HTML("<i>The loss curves and the samples appear after the first epoch.</i>"), display_id=True)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if now - self._shown >= self.every_seconds:
+            self._shown = now
+            self._update_bar(self._epoch - self.run.first_epoch + (batch + 1) / self.params["steps"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        from IPython.display import Image
+
+        self._update_bar(epoch + 1 - self.run.first_epoch)
+        self._plots.update(Image(data=figure_png(self.figure())))
+
+    def _update_bar(self, epochs_done):
+        from IPython.display import HTML
+
+        self._bar.update(HTML(self._bar_html(epochs_done)))
+
+    def _bar_html(self, epochs_done):
+        total = self.run.config.epochs
+        elapsed = time.perf_counter() - self._started
+        left = f", about {format_seconds(elapsed / epochs_done * (total - epochs_done))} left" if epochs_done > 0 else ""
+        return (
+            f'<progress value="{epochs_done:.3f}" max="{total}" style="width:60%"></progress> '
+            f"epoch {min(int(epochs_done) + 1, total) + self.run.first_epoch}/{self.run.last_epoch}"
+            f" &middot; {format_seconds(elapsed)} elapsed{left}"
+        )
+
+    def figure(self):
+        """Loss curves of every epoch so far (earlier runs included) beside the latest sample grid."""
+        history = self.run.history
+        fig = Figure(figsize=(11, 4.2))
+        losses, samples = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.4, 1]})
+        epochs = [h["epoch"] for h in history]
+        losses.plot(epochs, [h["d_loss"] for h in history], "o-", label="discriminator")
+        losses.plot(epochs, [h["g_loss"] for h in history], "o-", label="generator")
+        losses.set_xlabel("epoch")
+        losses.set_ylabel("loss (mean over the epoch)")
+        losses.legend()
+        losses.grid(alpha=0.3)
+        samples.imshow(self.run.frames[-1], cmap="gray", vmin=0, vmax=255)
+        samples.set_title(f"fixed noise after epoch {history[-1]['epoch']}")
+        samples.axis("off")
+        fig.tight_layout()
+        return fig

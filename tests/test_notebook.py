@@ -1,0 +1,100 @@
+"""gan_prendas.ipynb: committed clean, parameterised papermill-style, and run end to end headless."""
+
+import json
+import re
+
+import nbformat
+import pytest
+from conftest import ROOT
+
+from prendas import notebook
+
+NOTEBOOK = ROOT / "gan_prendas.ipynb"
+PARAMETERS = ["EPOCHS", "BATCH_SIZE", "IMAGES", "LATENT_DIM", "SEED", "RESUME_FROM"]
+
+
+def _code_cells():
+    return [c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def test_committed_without_outputs():
+    nbformat.validate(nbformat.read(NOTEBOOK, as_version=4))
+    dirty = [i for i, c in enumerate(_code_cells()) if c.get("outputs") or c.get("execution_count") is not None]
+    assert not dirty, f"code cells {dirty} have outputs or execution counts: clear them before committing"
+
+
+def test_first_code_cell_holds_exactly_the_parameters():
+    first = _code_cells()[0]
+    assert "parameters" in first["metadata"].get("tags", [])
+    names = re.findall(r"^([A-Z_]+) = ", "".join(first["source"]), re.M)
+    assert names == PARAMETERS
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """Run All, headless, with tiny parameters, in a fresh folder (papermill, the project's kernel)."""
+    import papermill
+
+    out = tmp_path_factory.mktemp("notebook")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", str(ROOT))
+        mp.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+        papermill.execute_notebook(
+            str(NOTEBOOK),
+            str(out / "executed.ipynb"),
+            parameters={"EPOCHS": 1, "IMAGES": 256, "BATCH_SIZE": 64},
+            cwd=str(out),
+            progress_bar=False,
+        )
+    return out
+
+
+def _tags(folder, pattern):
+    return sorted(
+        p.stem.removeprefix("grid_")
+        for p in (folder / "images").glob("grid_*.png")
+        if re.fullmatch(r"\d{4}-\d\d-\d\d-\d{4}_%s" % pattern, p.stem.removeprefix("grid_"))
+    )
+
+
+def test_run_all_writes_the_tagged_files(executed):
+    [tag] = _tags(executed, r"1ep_256imgs")
+    [resumed] = _tags(executed, r"1\+2ep_256imgs")  # the "continue training" cell
+    for t in (tag, resumed):
+        for name in (f"models/generator_{t}.keras", f"models/run_{t}.json", f"images/progress_{t}.gif",
+                     f"images/image_4_{t}.png", f"checkpoints/checkpoint_{t}.npz"):
+            assert (executed / name).is_file(), name
+    nb = nbformat.read(executed / "executed.ipynb", as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    html = " ".join(str(o.get("data", {}).get("text/html", "")) for o in outputs)
+    assert '<progress value="1.000" max="1"' in html  # the live progress bar reached the end
+    assert html.count("data:image/gif;base64") == 1  # the progress animation is shown
+    pngs = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(pngs) >= 4  # real garments per class, two live training figures, the generated grid
+
+
+def test_resume_from_parameter_continues_a_run(executed):
+    import papermill
+
+    [tag] = _tags(executed, r"1ep_256imgs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", str(ROOT))
+        papermill.execute_notebook(
+            str(NOTEBOOK),
+            str(executed / "resumed.ipynb"),
+            parameters={"EPOCHS": 1, "RESUME_FROM": f"checkpoints/checkpoint_{tag}.npz"},
+            cwd=str(executed),
+            progress_bar=False,
+        )
+    assert _tags(executed, r"1\+1ep_256imgs") and _tags(executed, r"1\+1\+2ep_256imgs")
+
+
+def test_environment_report_warns_when_a_gpu_is_unused(monkeypatch):
+    monkeypatch.setattr(notebook.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    report = notebook.environment_report()
+    assert "TensorFlow 2.21" in report and "Keras 3" in report
+    assert "WARNING" in report and "62412" in report and "81344" in report
+    monkeypatch.setattr(notebook.shutil, "which", lambda name: None)
+    monkeypatch.setattr(notebook.Path, "exists", lambda self: False)
+    assert "No GPU" in notebook.environment_report()
