@@ -11,9 +11,6 @@ from pathlib import Path
 from prendas import PrendasError
 from prendas.config import ALL_IMAGES, TrainConfig
 
-# Settings a resumed run takes from its checkpoint: giving a different value is an error.
-_FIXED_ON_RESUME = ("batch_size", "images", "latent_dim", "g_lr", "d_lr", "seed")
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
@@ -67,30 +64,25 @@ def _parser():
 def _train(args):
     from prendas import train as training
 
-    lr = {"g_lr": args.lr, "d_lr": args.lr} if args.lr is not None else {}
     given = {
         "batch_size": args.batch_size,
         "images": args.images,
         "latent_dim": args.latent_dim,
-        "g_lr": args.g_lr if args.g_lr is not None else lr.get("g_lr"),
-        "d_lr": args.d_lr if args.d_lr is not None else lr.get("d_lr"),
+        "g_lr": args.g_lr if args.g_lr is not None else args.lr,
+        "d_lr": args.d_lr if args.d_lr is not None else args.lr,
         "seed": args.seed,
     }
     given = {k: v for k, v in given.items() if v is not None}
     if args.resume:
         if args.epochs is None:
             raise PrendasError("--resume needs --epochs: how many epochs to add")
-        TrainConfig(epochs=args.epochs, checkpoint_every=args.checkpoint_every or 1)  # range checks, before any work
-        from prendas.artifacts import load_checkpoint
-
-        saved = load_checkpoint(args.resume)[0]["config"]
-        for name, value in given.items():
-            if value != saved[name]:
-                raise PrendasError(
-                    f"--{name.replace('_', '-')} cannot change when resuming: the checkpoint trained with {saved[name]}"
-                )
         return training.resume(
-            args.resume, args.epochs, out=args.out, checkpoint_every=args.checkpoint_every, deterministic=args.deterministic
+            args.resume,
+            args.epochs,
+            out=args.out,
+            checkpoint_every=args.checkpoint_every,
+            deterministic=args.deterministic,
+            expect=given,
         )
     options = {"epochs": args.epochs, "checkpoint_every": args.checkpoint_every, "out": args.out, "deterministic": args.deterministic}
     config = TrainConfig(**given, **{k: v for k, v in options.items() if v is not None})

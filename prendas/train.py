@@ -5,6 +5,7 @@ checkpoint left it (weights, optimizer moments, noise and dropout streams, epoch
 """
 
 import datetime
+import os
 import platform
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ def train(config, callbacks=(), log=print):
 
     Extra Keras callbacks may watch it; one with a set_run(run) method is handed the Run first.
     """
+    _check_out(config.out)
     images, data = _training_images(config)
     gan = build_gan(config)
     tag = artifacts.unique_tag(config.out, artifacts.run_tag([config.epochs], config.images))
@@ -34,15 +36,24 @@ def train(config, callbacks=(), log=print):
     return _fit(run, images, callbacks, log)
 
 
-def resume(checkpoint, epochs, out=None, checkpoint_every=None, deterministic=None, callbacks=(), log=print):
+def resume(
+    checkpoint, epochs, out=None, checkpoint_every=None, deterministic=None, expect=None, callbacks=(), log=print
+):
     """Continue the run saved in `checkpoint` for `epochs` more epochs; its tag reads 'E0+E'.
 
     The new files go under `out`, by default the folder that holds the checkpoint's `checkpoints/`.
-    Everything else (batch size, images, learning rates, seed) is the checkpoint's.
+    Everything else (batch size, images, learning rates, seed) is the checkpoint's; `expect`, a
+    dict of such settings, makes any difference from the checkpoint an error.
     """
+    TrainConfig(epochs=epochs, checkpoint_every=checkpoint_every or 1)  # range checks before the heavy load
     checkpoint = Path(checkpoint)
     meta, frames, saved = artifacts.load_checkpoint(checkpoint)
     config = TrainConfig.from_dict(meta["config"])
+    for name, value in (expect or {}).items():
+        if value != getattr(config, name):
+            raise PrendasError(
+                f"--{name.replace('_', '-')} cannot change when resuming: the checkpoint trained with {getattr(config, name)}"
+            )
     if out is None:
         out = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else Path(".")
     changes = {"epochs": epochs, "out": str(out)}
@@ -51,6 +62,7 @@ def resume(checkpoint, epochs, out=None, checkpoint_every=None, deterministic=No
     if deterministic is not None:
         changes["deterministic"] = deterministic
     config = config.replace(**changes)
+    _check_out(config.out)
     images, data = _training_images(config)
     gan = build_gan(config)
     artifacts.restore_variables(gan.state_variables(), saved, checkpoint)
@@ -81,6 +93,15 @@ def build_gan(config):
     )
     gan.build_optimizers()
     return gan
+
+
+def _check_out(out):
+    """Fail now, not after the first epoch, if the output folder cannot be written."""
+    folder = Path(out)
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise PrendasError(f"cannot write under {out}: {folder} is not a writable folder (--out)")
 
 
 def _training_images(config):

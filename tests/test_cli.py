@@ -46,6 +46,11 @@ def test_train_refuses_bad_settings(capsys, tmp_path, args, message):
     _refused(capsys, tmp_path, ["train", *args, "--out", str(tmp_path)], message)
 
 
+def test_train_refuses_an_output_folder_it_cannot_write(capsys, tmp_path):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    _refused(capsys, tmp_path, ["train", "--epochs", "1", "--out", str(tmp_path / "taken" / "run")], "not a writable folder")
+
+
 def test_argparse_mistakes_are_one_line_too(capsys, tmp_path):
     _refused(capsys, tmp_path, ["train", "--epochs", "many"], "invalid int value: 'many'")
     _refused(capsys, tmp_path, ["train", "--colour", "red"], "unrecognized arguments: --colour")
