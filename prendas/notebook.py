@@ -13,6 +13,7 @@ import keras
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from prendas.callbacks import format_seconds
 
@@ -61,7 +62,8 @@ def show_images(paths, width=None):
         kind = "gif" if str(path).endswith(".gif") else "png"
         size = f' width="{width}"' if width else ""
         tags.append(f'<img src="data:image/{kind};base64,{data}"{size} title="{path}" style="margin:4px">')
-    display(HTML("".join(tags)))
+    # JupyterLab styles a bare <img> as a block; a flex box lays them side by side, wrapping.
+    display(HTML(f'<div style="display:flex;flex-wrap:wrap;align-items:flex-start">{"".join(tags)}</div>'))
 
 
 def figure_png(fig):
@@ -130,6 +132,7 @@ class NotebookMonitor(keras.callbacks.Callback):
         epochs = [h["epoch"] for h in history]
         losses.plot(epochs, [h["d_loss"] for h in history], "o-", label="discriminator")
         losses.plot(epochs, [h["g_loss"] for h in history], "o-", label="generator")
+        losses.xaxis.set_major_locator(MaxNLocator(integer=True))
         losses.set_xlabel("epoch")
         losses.set_ylabel("loss (mean over the epoch)")
         losses.legend()

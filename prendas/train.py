@@ -80,10 +80,14 @@ def build_gan(config):
             f"training needs the TensorFlow backend (KERAS_BACKEND is {keras.backend.backend()}); "
             "a saved generator can be sampled on any backend"
         )
-    if config.deterministic:
-        import tensorflow as tf
+    import tensorflow as tf
 
+    if config.deterministic:
         tf.config.experimental.enable_op_determinism()
+    # Grappler's remapper fails on this graph (LeakyReLU's gradient needs the BiasAdd it would fold
+    # into a fused convolution) and logs "remapper failed" as an error at every trace; a failed pass
+    # leaves the graph unchanged. Skipping it avoids the alarming line (measured: same speed).
+    tf.config.optimizer.set_experimental_options({"remapping": False})
     keras.utils.set_random_seed(config.seed)
     gan = GAN(build_generator(config.latent_dim), build_discriminator())
     gan.compile(
@@ -115,7 +119,7 @@ def _fit(run, images, callbacks, log):
     note = " (includes test images)" if run.data["includes_test_images"] else ""
     log(
         f"run {run.tag}: {len(images):,} images{note} from {run.data['source']}, "
-        f"epochs {run.first_epoch + 1}-{run.last_epoch} of {steps} steps at batch {config.batch_size}, "
+        f"epochs {run.first_epoch + 1}-{run.last_epoch}, {steps} steps of {config.batch_size} images each, "
         f"writing to {Path(config.out).resolve()}"
     )
     for callback in callbacks:
