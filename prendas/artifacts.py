@@ -17,6 +17,7 @@ from prendas import PrendasError
 
 CHECKPOINT_FORMAT = "prendas-checkpoint"
 CHECKPOINT_VERSION = 1
+CHECKPOINT_KEYS = {"config", "epochs_done", "segments", "history", "training_seconds"}  # what resume() reads
 GRID_SCALE = 3  # grids are scaled up (nearest neighbour) so 28-pixel garments can be seen
 
 
@@ -148,6 +149,9 @@ def load_checkpoint(path):
         raise PrendasError(f"{path} is not a readable prendas checkpoint ({type(e).__name__}: {e})") from None
     if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != CHECKPOINT_VERSION:
         raise PrendasError(f"{path} is not a prendas checkpoint of version {CHECKPOINT_VERSION}")
+    missing = sorted(CHECKPOINT_KEYS - set(meta))
+    if missing:
+        raise PrendasError(f"{path} is an incomplete prendas checkpoint (no {', '.join(missing)})")
     return meta, frames, {g: [arrays[i] for i in sorted(arrays)] for g, arrays in groups.items()}
 
 

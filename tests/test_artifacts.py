@@ -47,7 +47,8 @@ def test_checkpoint_round_trip(tmp_path):
     state = {"generator": gen.variables}
     frames = np.zeros((3, 10, 10), np.uint8)
     path = tmp_path / "c.npz"
-    artifacts.save_checkpoint(path, state, {"format": artifacts.CHECKPOINT_FORMAT, "version": 1, "x": [1]}, frames)
+    meta = {"format": artifacts.CHECKPOINT_FORMAT, "version": 1, "x": [1], **{k: 0 for k in artifacts.CHECKPOINT_KEYS}}
+    artifacts.save_checkpoint(path, state, meta, frames)
     meta, loaded_frames, saved = artifacts.load_checkpoint(path)
     assert meta["x"] == [1] and loaded_frames.shape == (3, 10, 10)
     fresh = build_generator(4)
@@ -66,6 +67,13 @@ def test_bad_checkpoints_are_refused(tmp_path, content):
     else:
         path.write_bytes(content)
     with pytest.raises(PrendasError, match="not a readable prendas checkpoint"):
+        artifacts.load_checkpoint(path)
+
+
+def test_incomplete_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "c.npz"
+    artifacts.save_checkpoint(path, {}, {"format": artifacts.CHECKPOINT_FORMAT, "version": 1, "config": {}}, [])
+    with pytest.raises(PrendasError, match="incomplete prendas checkpoint .no epochs_done, history, segments"):
         artifacts.load_checkpoint(path)
 
 

@@ -61,7 +61,8 @@ def test_resume_refuses_changed_settings(capsys, tmp_path):
     from prendas.config import TrainConfig
 
     checkpoint = tmp_path / "checkpoints" / "checkpoint_T.npz"
-    meta = {"format": artifacts.CHECKPOINT_FORMAT, "version": 1, "config": TrainConfig(batch_size=64).to_dict()}
+    meta = {"format": artifacts.CHECKPOINT_FORMAT, "version": 1, **{k: 0 for k in artifacts.CHECKPOINT_KEYS}}
+    meta["config"] = TrainConfig(batch_size=64).to_dict()
     artifacts.save_checkpoint(checkpoint, {}, meta, [])
     _refused(
         capsys,
