@@ -100,4 +100,6 @@ HEALTHCHECK --interval=30s --timeout=10s --start-period=90s --retries=3 \
 ENTRYPOINT ["tini", "-g", "--"]
 # Token: Jupyter Server reads JUPYTER_TOKEN (or JUPYTER_TOKEN_FILE); unset or empty, it makes a random one
 # and prints it in the log. Never pass an empty --IdentityProvider.token: that turns authentication off.
-CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--ServerApp.root_dir=/home/jovyan/work"]
+# --allow-root: a host user who is root sets HOST_UID=0 so files in the bind-mounted repository stay
+# theirs; the container then runs as root, and JupyterLab refuses that without this flag.
+CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--allow-root", "--ServerApp.root_dir=/home/jovyan/work"]

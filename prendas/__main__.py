@@ -1,4 +1,4 @@
-"""Command line: python -m prendas {train,generate} ... (--help on each).
+"""Command line: python -m prendas {train,generate,evaluate,results,evaluator} ... (--help on each).
 
 A user's mistake prints one line on stderr and exits with status 2, having written nothing.
 """
@@ -46,6 +46,9 @@ def _parser():
     t.add_argument("--out", help="folder for models/, images/ and checkpoints/ (default: current folder; "
                    "with --resume, the folder that holds the checkpoint's checkpoints/)")
     t.add_argument("--deterministic", action="store_true", default=None, help="deterministic kernels (bit-exact resume)")
+    t.add_argument("--eval-every", type=int, help="measure FID, precision, recall and class balance every K epochs "
+                   "(default 0: never); recorded in run_TAG.json and drawn in images/quality_TAG.png")
+    t.add_argument("--eval-samples", type=int, help=f"garments drawn for each measurement (default {defaults.eval_samples})")
     t.add_argument("--resume", metavar="CHECKPOINT", help="continue from OUT/checkpoints/checkpoint_TAG.npz")
 
     g = commands.add_parser(
@@ -58,12 +61,82 @@ def _parser():
     g.add_argument("--out", default="generated.png", help="PNG file to write (default generated.png)")
     g.add_argument("--seed", type=int, default=None, help="seed of the noise (default: a new draw each time)")
     g.add_argument("--latent-dim", type=int, help="expected latent size; an error if the model's differs")
+    v = commands.add_parser(
+        "evaluate",
+        help="score a saved generator: FID, KID, precision/recall, coverage, class balance",
+        description="Score a generator against the 10,000 test images, with 10,000 real training images as the "
+        "floor; prints a table and writes JSON (default: evaluation_TAG.json beside the model).",
+    )
+    v.add_argument("--model", required=True, help="a generator_TAG.keras file")
+    v.add_argument("--n", type=int, default=10_000, help="how many garments to draw (default 10000)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
+    v.add_argument("--json", default=None, help="where to write the JSON (default: beside the model)")
+
+    r = commands.add_parser(
+        "results",
+        help="write the results table (RESULTS.md) from every run's JSON",
+        description="Collect every complete run (FOLDER/**/models/run_TAG.json) and its evaluation "
+        "(evaluation_TAG.json, from `prendas evaluate`) into one markdown table with thumbnails.",
+    )
+    r.add_argument("folders", nargs="*", default=["."], help="folders to search (default: the current one)")
+    r.add_argument("--out", default="RESULTS.md", help="the markdown file to write (default RESULTS.md)")
+
+    e = commands.add_parser(
+        "evaluator",
+        help="the feature network behind the quality figures",
+        description="Show the shipped Fashion-MNIST feature network's recipe and accuracy, or retrain it "
+        "(--train) from its fixed seed on the 60,000 training images.",
+    )
+    e.add_argument("--train", action="store_true", help="train it again and overwrite the shipped weights")
+    e.add_argument("--epochs", type=int, default=None, help="epochs (default: the recipe's)")
+    e.add_argument("--out", default=None, help="where to write the .keras file (default: the shipped one)")
     return parser
 
 
-def _train(args):
-    from prendas import train as training
+def _evaluate(args):
+    from prendas.artifacts import check_model_file
 
+    # Everything a user can get wrong is checked before TensorFlow loads.
+    if not 100 <= args.n <= 60_000:
+        raise PrendasError(f"--n must be from 100 to 60000, got {args.n}")
+    if args.seed < 0:
+        raise PrendasError(f"--seed must be 0 or more, got {args.seed}")
+    if args.json is not None and not args.json.endswith(".json"):
+        raise PrendasError(f"--json must name a .json file, got {args.json}")
+    if args.json is not None and not Path(args.json).parent.is_dir():
+        raise PrendasError(f"--json: folder {Path(args.json).parent} does not exist")
+    check_model_file(args.model)
+    from prendas.evaluate import evaluate_model_file
+
+    evaluate_model_file(args.model, n=args.n, seed=args.seed, json_path=args.json)
+
+
+def _results(args):
+    from prendas.results import write_results
+
+    if not args.out.endswith(".md"):
+        raise PrendasError(f"--out must name a .md file, got {args.out}")
+    runs = write_results(args.folders, args.out)
+    print(f"wrote {args.out}: {len(runs)} runs, {sum(1 for _, e, _ in runs if e)} evaluated")
+
+
+def _evaluator(args):
+    from prendas import evaluator
+
+    if not args.train:
+        record = evaluator.load_record()
+        print(f"{evaluator.WEIGHTS}: test accuracy {record['test_accuracy']:.4f}, recipe {record['recipe']}")
+        return
+    epochs = evaluator.RECIPE["epochs"] if args.epochs is None else args.epochs
+    if not 1 <= epochs <= 1000:
+        raise PrendasError(f"--epochs must be from 1 to 1000, got {epochs}")
+    out = Path(args.out) if args.out else evaluator.WEIGHTS
+    if out.suffix != ".keras":
+        raise PrendasError(f"--out must name a .keras file, got {out}")
+    evaluator.train_classifier(epochs, out)
+
+
+def _train(args):
     given = {
         "batch_size": args.batch_size,
         "images": args.images,
@@ -71,8 +144,20 @@ def _train(args):
         "g_lr": args.g_lr if args.g_lr is not None else args.lr,
         "d_lr": args.d_lr if args.d_lr is not None else args.lr,
         "seed": args.seed,
+        "eval_samples": args.eval_samples,
     }
     given = {k: v for k, v in given.items() if v is not None}
+    options = {
+        "epochs": args.epochs,
+        "checkpoint_every": args.checkpoint_every,
+        "out": args.out,
+        "deterministic": args.deterministic,
+        "eval_every": args.eval_every,
+    }
+    # Every range is checked here, before TensorFlow loads: a mistake answers at once, in one line.
+    config = TrainConfig(**given, **{k: v for k, v in options.items() if v is not None})
+    from prendas import train as training
+
     if args.resume:
         if args.epochs is None:
             raise PrendasError("--resume needs --epochs: how many epochs to add")
@@ -82,10 +167,9 @@ def _train(args):
             out=args.out,
             checkpoint_every=args.checkpoint_every,
             deterministic=args.deterministic,
+            eval_every=args.eval_every,
             expect=given,
         )
-    options = {"epochs": args.epochs, "checkpoint_every": args.checkpoint_every, "out": args.out, "deterministic": args.deterministic}
-    config = TrainConfig(**given, **{k: v for k, v in options.items() if v is not None})
     return training.train(config)
 
 
@@ -100,6 +184,8 @@ def _generate(args):
     if not out.parent.is_dir():
         raise PrendasError(f"--out: folder {out.parent} does not exist")
     from prendas import artifacts
+
+    artifacts.check_model_file(args.model)  # before TensorFlow loads: a wrong path answers at once
     from prendas.gan import generate_images, latent_batch
 
     generator = artifacts.load_generator(args.model, latent_dim=args.latent_dim)
@@ -111,15 +197,16 @@ def _generate(args):
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        if args.command == "train":
-            _train(args)
-        else:
-            _generate(args)
+        {"train": _train, "generate": _generate, "evaluate": _evaluate, "results": _results, "evaluator": _evaluator}[args.command](args)
     except PrendasError as e:
         print(f"prendas {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"prendas {args.command}: interrupted; the last checkpoint (if any) is intact", file=sys.stderr)
+        hint = ""
+        if args.command == "train":
+            hint = (": continue it with `python -m prendas train --resume OUT/checkpoints/checkpoint_TAG.npz "
+                    "--epochs N` (the run's JSON says how many epochs are done)")
+        print(f"prendas {args.command}: interrupted; the last checkpoint (if any) is intact{hint}", file=sys.stderr)
         return 130
     return 0
 

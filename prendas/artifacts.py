@@ -75,9 +75,13 @@ def atomic_path(path):
         tmp.unlink(missing_ok=True)
 
 
-def write_json(path, data):
+def write_text(path, text):
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.write_text(text)
+
+
+def write_json(path, data):
+    write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def save_model(model, path):
@@ -105,6 +109,14 @@ def save_png(pixels, path):
 
     with atomic_path(path) as tmp:
         Image.fromarray(pixels, mode="L").save(tmp, format="PNG")
+
+
+def save_figure(fig, path):
+    """A Matplotlib figure as PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    with atomic_path(path) as tmp:
+        FigureCanvasAgg(fig).print_png(str(tmp))
 
 
 def save_gif(frames, path, ms_per_frame=200):
@@ -170,15 +182,21 @@ def restore_variables(state_variables, saved, path):
 # ---- saved generators ----------------------------------------------------------------------
 
 
+def check_model_file(path):
+    """Fail early, before Keras loads, on a path that cannot be a saved model."""
+    path = Path(path)
+    if not path.is_file():
+        raise PrendasError(f"no model file at {path}")
+    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
+        raise PrendasError(f"{path} is not a .keras model file (a zip archive saved by Keras)")
+    return path
+
+
 def load_generator(path, latent_dim=None):
     """Load a saved generator, checking that it is one: input (latent,), output 28x28x1."""
     import keras
 
-    path = Path(path)
-    if not path.is_file():
-        raise PrendasError(f"no model file at {path}")
-    if path.suffix != ".keras":
-        raise PrendasError(f"{path} is not a .keras model file")
+    path = check_model_file(path)
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as e:  # Keras raises many types for a bad file; all mean the same to the user

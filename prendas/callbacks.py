@@ -32,6 +32,8 @@ class RunRecorder(keras.callbacks.Callback):
             }
         )
         run.frames.append(run.sample_grid())
+        if run.config.eval_every and (epoch + 1) % run.config.eval_every == 0:
+            run.evaluate_now()
         done_here = epoch + 1 - run.first_epoch
         if done_here % run.config.checkpoint_every == 0 or epoch + 1 == run.last_epoch:
             run.save_checkpoint()
@@ -75,8 +77,15 @@ class ProgressLogger(keras.callbacks.Callback):
         self.log(
             f"{end}epoch {epoch + 1:>{width}}/{run.last_epoch}  d_loss {record['d_loss']:.4f}  "
             f"g_loss {record['g_loss']:.4f}  {record['images_per_s']:,.0f} img/s  "
-            f"{record['seconds']:.1f}s  eta {format_seconds(eta)}"
+            f"{record['seconds']:.1f}s  eta {format_seconds(eta)}{_quality(run, epoch)}"
         )
+
+
+def _quality(run, epoch):
+    if not run.evaluations or run.evaluations[-1]["epoch"] != epoch + 1:
+        return ""
+    e = run.evaluations[-1]
+    return f"  fid {e['fid']:.1f}  precision {e['precision']:.2f}  recall {e['recall']:.2f}  classes {e['classes_over_5pct']}"
 
 
 def format_seconds(seconds):

@@ -17,6 +17,8 @@ _INT_RANGES = {
     "latent_dim": (1, 4_096),
     "seed": (0, 2**31 - 1),
     "checkpoint_every": (1, 100_000),
+    "eval_every": (0, 100_000),
+    "eval_samples": (100, 60_000),
 }
 _LR_FIELDS = ("g_lr", "d_lr")
 
@@ -35,6 +37,8 @@ class TrainConfig:
     checkpoint_every: int = 1  # epochs between resume checkpoints (one is always written at the end)
     out: str = "."  # models/, images/ and checkpoints/ are created under it
     deterministic: bool = False  # deterministic kernels: bit-exact resume, a little slower
+    eval_every: int = 0  # epochs between quality measurements during training (0: none)
+    eval_samples: int = 2_000  # garments drawn for each of those measurements
 
     def __post_init__(self):
         for name, (low, high) in _INT_RANGES.items():

@@ -37,7 +37,15 @@ def train(config, callbacks=(), log=print):
 
 
 def resume(
-    checkpoint, epochs, out=None, checkpoint_every=None, deterministic=None, expect=None, callbacks=(), log=print
+    checkpoint,
+    epochs,
+    out=None,
+    checkpoint_every=None,
+    deterministic=None,
+    eval_every=None,
+    expect=None,
+    callbacks=(),
+    log=print,
 ):
     """Continue the run saved in `checkpoint` for `epochs` more epochs; its tag reads 'E0+E'.
 
@@ -56,19 +64,17 @@ def resume(
             )
     if out is None:
         out = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else Path(".")
-    changes = {"epochs": epochs, "out": str(out)}
-    if checkpoint_every is not None:
-        changes["checkpoint_every"] = checkpoint_every
-    if deterministic is not None:
-        changes["deterministic"] = deterministic
-    config = config.replace(**changes)
+    changes = {"epochs": epochs, "out": str(out), "checkpoint_every": checkpoint_every,
+               "deterministic": deterministic, "eval_every": eval_every}
+    config = config.replace(**{k: v for k, v in changes.items() if v is not None})
     _check_out(config.out)
     images, data = _training_images(config)
     gan = build_gan(config)
     artifacts.restore_variables(gan.state_variables(), saved, checkpoint)
     segments = meta["segments"] + [epochs]
     tag = artifacts.unique_tag(config.out, artifacts.run_tag(segments, config.images))
-    run = Run(gan, config, data, tag, meta["segments"], meta["history"], list(frames), str(checkpoint))
+    run = Run(gan, config, data, tag, meta["segments"], meta["history"], list(frames), str(checkpoint),
+              meta.get("evaluations", ()))
     run.training_seconds_before = meta["training_seconds"]
     return _fit(run, images, callbacks, log)
 
@@ -119,7 +125,8 @@ def _fit(run, images, callbacks, log):
     note = " (includes test images)" if run.data["includes_test_images"] else ""
     log(
         f"run {run.tag}: {len(images):,} images{note} from {run.data['source']}, "
-        f"epochs {run.first_epoch + 1}-{run.last_epoch}, {steps} steps of {config.batch_size} images each, "
+        f"epochs {run.first_epoch + 1}-{run.last_epoch}, {steps} step{'s' if steps > 1 else ''} of "
+        f"{config.batch_size} images each, "
         f"writing to {Path(config.out).resolve()}"
     )
     for callback in callbacks:
@@ -134,14 +141,19 @@ def _fit(run, images, callbacks, log):
         callbacks=[RunRecorder(run), ProgressLogger(run, log), *callbacks],
         verbose=0,
     )
-    log(f"done: models in {run.paths['generator'].parent}, images in {run.paths['grid'].parent}")
+    log(
+        f"done: {run.tag} ({run.epochs_done} epochs); models in {run.paths['generator'].parent}, images in "
+        f"{run.paths['grid'].parent}, checkpoint {run.paths['checkpoint']}"
+    )
     return run
 
 
 class Run:
     """One training run: its settings, tag, history and files. The callbacks fill and save it."""
 
-    def __init__(self, gan, config, data, tag, segments_before=(), history=(), frames=(), resumed_from=None):
+    def __init__(
+        self, gan, config, data, tag, segments_before=(), history=(), frames=(), resumed_from=None, evaluations=()
+    ):
         self.gan = gan
         self.config = config
         self.data = data
@@ -156,6 +168,10 @@ class Run:
         self.training_seconds_before = 0.0
         self.started = datetime.datetime.now().isoformat(timespec="seconds")
         self.fixed_z = latent_batch(FIXED_SAMPLES, gan.latent_dim, [config.seed, 3])
+        self.evaluations = list(evaluations)  # quality measured during training, every config.eval_every epochs
+        self._reference = None
+        if config.eval_every or self.evaluations:
+            self.paths["quality_curve"] = self.paths["grid"].with_name(f"quality_{tag}.png")
 
     @property
     def epochs_done(self):
@@ -166,6 +182,17 @@ class Run:
 
     def sample_grid(self):
         return artifacts.image_grid(generate_images(self.gan.generator, self.fixed_z), cols=8, scale=2)
+
+    def evaluate_now(self):
+        """FID, precision, recall and class balance of eval_samples garments, against the test images."""
+        from prendas.evaluate import Reference
+
+        if self._reference is None:
+            self._reference = Reference()
+        z = latent_batch(self.config.eval_samples, self.gan.latent_dim, [self.config.seed, 4, self.epochs_done])
+        scores = self._reference.score(generate_images(self.gan.generator, z), full=False)
+        keep = ("fid", "precision", "recall", "classes_over_5pct", "kl_from_uniform", "classifier_score")
+        self.evaluations.append({"epoch": self.epochs_done, "n": len(z), **{k: scores[k] for k in keep}})
 
     def record(self, status):
         """The run.json contents."""
@@ -181,14 +208,16 @@ class Run:
             "updated": datetime.datetime.now().isoformat(timespec="seconds"),
             "training_seconds": round(self.training_seconds_before + sum(h["seconds"] for h in self.history[self.first_epoch :]), 3),
             "history": self.history,
+            "evaluations": self.evaluations,
             "files": {name: str(path) for name, path in self.paths.items()},
             "versions": _versions(),
             "machine": {"platform": platform.platform(), "processor": platform.machine(), "backend": keras.backend.backend()},
         }
 
     def save_checkpoint(self):
-        record = self.record("running")
-        meta = {"format": artifacts.CHECKPOINT_FORMAT, "version": artifacts.CHECKPOINT_VERSION, **record}
+        record = self.record("running")  # run.json says "complete" only once save_final has written every file
+        meta = {"format": artifacts.CHECKPOINT_FORMAT, "version": artifacts.CHECKPOINT_VERSION, **record,
+                "status": "running" if self.epochs_done < self.last_epoch else "complete"}
         artifacts.save_checkpoint(self.paths["checkpoint"], self.gan.state_variables(), meta, self.frames)
         artifacts.write_json(self.paths["run_json"], record)
 
@@ -202,7 +231,29 @@ class Run:
         for i, image in enumerate(samples):
             artifacts.save_png(np.kron(image, np.ones((4, 4), np.uint8)), paths[f"image_{i}"])
         artifacts.save_gif(self.frames, paths["progress_gif"])
+        if self.evaluations:
+            artifacts.save_figure(quality_figure(self.evaluations), paths["quality_curve"])
         artifacts.write_json(paths["run_json"], self.record("complete"))
+
+
+def quality_figure(evaluations):
+    """FID (left) and precision/recall (right) against the epoch."""
+    from matplotlib.figure import Figure
+
+    epochs = [e["epoch"] for e in evaluations]
+    fig = Figure(figsize=(9, 3.4))
+    left, right = fig.subplots(1, 2)
+    left.plot(epochs, [e["fid"] for e in evaluations], "o-")
+    left.set_ylabel(f"FID ({evaluations[-1]['n']:,} samples, lower is better)")
+    for key in ("precision", "recall"):
+        right.plot(epochs, [e[key] for e in evaluations], "o-", label=key)
+    right.set_ylim(0, 1)
+    right.legend()
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
 
 
 def _versions():

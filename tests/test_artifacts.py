@@ -92,7 +92,7 @@ def test_load_generator_checks_what_it_loads(tmp_path):
     with pytest.raises(PrendasError, match="size 12, not 100"):
         artifacts.load_generator(gen_path, latent_dim=100)
     (tmp_path / "junk.keras").write_bytes(b"junk")
-    with pytest.raises(PrendasError, match="cannot load"):
+    with pytest.raises(PrendasError, match="not a .keras model file"):
         artifacts.load_generator(tmp_path / "junk.keras")
 
 

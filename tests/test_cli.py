@@ -97,3 +97,16 @@ def test_help(capsys, command):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "--out" in out and ("--resume" in out if command == "train" else "--model" in out)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["train", "--epochs", "0"], ["generate", "--model", "nowhere.keras"], ["evaluate", "--model", "nowhere.keras"]],
+)
+def test_mistakes_answer_before_tensorflow_loads(args):
+    """In a fresh process: nothing but the error line (TensorFlow would print its own start-up lines)."""
+    from conftest import run_cli
+
+    result = run_cli(*args)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"prendas {args[0]}: error: ")

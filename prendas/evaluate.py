@@ -1,0 +1,167 @@
+"""Score a generator against the 10,000 Fashion-MNIST test images, with real data as the floor.
+
+evaluate_generator() draws N garments, passes them and the test images through the feature
+network (prendas.evaluator) and computes FID, KID, precision/recall, density/coverage, the class
+histogram and the classifier score; the same figures for 10,000 real training images are the
+floor that no generator can beat. A memorization check finds each of a few generated garments'
+nearest training image.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from prendas import artifacts, metrics
+from prendas.data import CLASS_NAMES, load_fashion_mnist
+from prendas.evaluator import FeatureNetwork, load_record
+from prendas.gan import generate_images, latent_batch
+
+MEMORIZATION_SAMPLES = 100
+
+
+class Reference:
+    """The test split, through the feature network once; every score is measured against it."""
+
+    def __init__(self, network=None, data=None):
+        self.network = network or FeatureNetwork()
+        self.data = data or load_fashion_mnist()
+        self.features, self.probs = self.network(self.data.x_test)
+        self.gaussian = metrics.gaussian(self.features)
+        self._radii = {}
+
+    def radii(self, k):
+        """The test features' k-th neighbour distances, computed once and shared by every score."""
+        if k not in self._radii:
+            self._radii[k] = metrics.knn_radii(self.features, k)
+        return self._radii[k]
+
+    def score(self, images, kid_subsets=100, full=True):
+        """All metrics of uint8 images (N, 28, 28) against the test images; full=False: the quick ones."""
+        features, probs = self.network(images)
+        scores = {"fid": round(metrics.frechet_distance(*self.gaussian, *metrics.gaussian(features)), 3)}
+        precision, recall = metrics.precision_recall(self.features, features, k=3, real_radii=self.radii(3))
+        scores.update(precision=round(precision, 4), recall=round(recall, 4))
+        if full:
+            kid_mean, kid_std = metrics.kid(self.features, features, subsets=kid_subsets)
+            density, coverage = metrics.density_coverage(self.features, features, k=5, real_radii=self.radii(5))
+            scores.update(kid=round(kid_mean, 5), kid_std=round(kid_std, 5), density=round(density, 4), coverage=round(coverage, 4))
+        scores.update(metrics.class_metrics(probs))
+        return scores
+
+
+def evaluate_generator(generator, n=10_000, seed=0, reference=None, floor=True, log=print):
+    """The full evaluation of a generator as a dict (what `prendas evaluate` prints and saves)."""
+    timings = {}
+    started = time.perf_counter()
+    reference = reference or Reference()
+    timings["reference"] = time.perf_counter() - started
+
+    t = time.perf_counter()
+    images = generate_images(generator, latent_batch(n, generator.input_shape[-1], seed))
+    timings["generate"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    result = {"n": n, "seed": seed, "reference": f"the {len(reference.data.x_test):,} test images", "metrics": reference.score(images)}
+    timings["metrics"] = time.perf_counter() - t
+
+    if floor:
+        t = time.perf_counter()
+        real = reference.data.x_train[np.random.default_rng(seed).choice(len(reference.data.x_train), n, replace=False)]
+        result["floor"] = {"what": f"{n:,} real training images", **reference.score(real)}
+        timings["floor"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    result["memorization"] = memorization(images[:MEMORIZATION_SAMPLES], reference.data)
+    timings["memorization"] = time.perf_counter() - t
+    result["feature_network"] = {"test_accuracy": load_record()["test_accuracy"]}
+    result["seconds"] = {k: round(v, 2) for k, v in timings.items()} | {"total": round(time.perf_counter() - started, 2)}
+    return result
+
+
+def memorization(images, data):
+    """Each image's nearest training image (pixels in [0, 1], Euclidean), beside the same for test images.
+
+    A generator that copies its training data draws images much nearer to training images than
+    unseen real images (the test split) are.
+    """
+    train = data.x_train.reshape(len(data.x_train), -1).astype(np.float32) / 255
+    index, distance = metrics.nearest_neighbours(images.reshape(len(images), -1) / 255, train)
+    _, test_distance = metrics.nearest_neighbours(data.x_test[: len(images)].reshape(len(images), -1) / 255, train)
+    return {
+        "samples": len(images),
+        "median_distance": round(float(np.median(distance)), 3),
+        "min_distance": round(float(distance.min()), 3),
+        "test_median_distance": round(float(np.median(test_distance)), 3),
+        "nearest_train_index": index.tolist(),
+        "distance": [round(float(d), 3) for d in distance],
+    }
+
+
+def run_record_for(model_path):
+    """The run.json beside a generator_TAG.keras, if there is one."""
+    path = Path(model_path)
+    if path.name.startswith("generator_"):
+        candidate = path.with_name("run_" + path.name.removeprefix("generator_")).with_suffix(".json")
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    return None
+
+
+def default_json_path(model_path):
+    path = Path(model_path)
+    return path.with_name("evaluation_" + path.stem.removeprefix("generator_") + ".json")
+
+
+def format_table(result):
+    """The result as a terminal table: generated beside the floor."""
+    rows = [
+        ("FID", "fid", "{:.2f}"),
+        ("KID x 1000", "kid", "{:.2f}"),
+        ("precision", "precision", "{:.3f}"),
+        ("recall", "recall", "{:.3f}"),
+        ("density", "density", "{:.3f}"),
+        ("coverage", "coverage", "{:.3f}"),
+        ("classifier score", "classifier_score", "{:.2f}"),
+        ("class KL from uniform", "kl_from_uniform", "{:.3f}"),
+        ("classes with >= 5%", "classes_over_5pct", "{}"),
+    ]
+    generated, floor = result["metrics"], result.get("floor", {})
+    lines = [f"{'':24}{'generated':>12}{'floor (real)':>14}"]
+    for label, key, fmt in rows:
+        scale = 1000 if key == "kid" else 1
+        g = fmt.format(generated[key] * scale) if key in generated else "-"
+        f = fmt.format(floor[key] * scale) if key in floor else "-"
+        lines.append(f"{label:24}{g:>12}{f:>14}")
+    lines.append("classes (generated):  " + "  ".join(
+        f"{name.split('/')[0]} {share:.0%}" for name, share in zip(CLASS_NAMES, generated["histogram"])
+    ))
+    m = result["memorization"]
+    lines.append(
+        f"nearest training image: median distance {m['median_distance']:.2f} for {m['samples']} generated, "
+        f"{m['test_median_distance']:.2f} for as many test images (much lower = copying)"
+    )
+    if result.get("warning"):
+        lines.append("WARNING: " + result["warning"])
+    return "\n".join(lines)
+
+
+def evaluate_model_file(model_path, n=10_000, seed=0, json_path=None, log=print):
+    """`prendas evaluate` (which checks its arguments first): load, score, print, save the JSON."""
+    json_path = Path(json_path) if json_path else default_json_path(model_path)
+    generator = artifacts.load_generator(model_path)
+    result = {"model": str(model_path), **evaluate_generator(generator, n=n, seed=seed, log=log)}
+    run = run_record_for(model_path)
+    if run:
+        result["run"] = {"tag": run["tag"], "data": run["data"], "config": run["config"],
+                         "training_seconds": run.get("training_seconds")}
+        if run["data"].get("includes_test_images"):
+            result["warning"] = (
+                f"this generator trained on {run['data']['test_images']:,} of the test images it is scored "
+                "against: its figures look better than they are"
+            )
+    log(format_table(result))
+    log(f"{n:,} samples scored in {result['seconds']['total']:.1f}s; saved {json_path}")
+    artifacts.write_json(json_path, result)
+    return result

@@ -1,0 +1,131 @@
+"""The shipped feature network and the evaluation, on real Fashion-MNIST images (no mocks)."""
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from prendas import evaluator
+from prendas.data import CLASS_NAMES
+from prendas.evaluate import Reference
+
+
+@pytest.fixture(scope="module")
+def reference(real_data_dir):
+    return Reference()
+
+
+def test_the_shipped_feature_network_is_the_recorded_one(reference):
+    # The record (prendas/fashion_classifier.json, shown in the README) is what the weights do.
+    # Issue 4 asks for 93%; the shipped network has 92.8%: a better recipe is still to come.
+    predicted = reference.probs.argmax(1)
+    accuracy = (predicted == reference.data.y_test).mean()
+    assert accuracy == pytest.approx(evaluator.load_record()["test_accuracy"], abs=1e-3)
+    assert accuracy > 0.9  # a real classifier, far above chance (10%)
+    assert reference.features.shape == (10_000, 128)
+
+
+def test_test_images_against_themselves(reference):
+    scores = reference.score(reference.data.x_test, kid_subsets=5)
+    assert scores["fid"] == pytest.approx(0, abs=1e-6)
+    assert scores["precision"] == 1.0 and scores["recall"] == 1.0 and scores["coverage"] == 1.0
+    assert scores["classes_over_5pct"] == 10 and scores["kl_from_uniform"] < 0.01
+
+
+def test_real_training_images_are_the_floor_and_noise_makes_it_worse(reference):
+    rng = np.random.default_rng(0)
+    real = reference.data.x_train[rng.choice(60_000, 3_000, replace=False)].astype(np.float64)
+    fids = []
+    for noise in (0, 20, 60):
+        noisy = np.clip(real + rng.normal(0, noise, real.shape), 0, 255).astype(np.uint8)
+        fids.append(reference.score(noisy, full=False)["fid"])
+    assert fids == sorted(fids) and fids[2] > 5 * fids[0] + 1
+
+
+def test_a_one_class_generator_shows_as_collapse(reference):
+    sneakers = reference.data.x_test[reference.data.y_test == CLASS_NAMES.index("Sneaker")]
+    scores = reference.score(sneakers, kid_subsets=5)
+    assert scores["classes_over_5pct"] == 1 and scores["kl_from_uniform"] > 2.0
+    assert scores["recall"] < 0.3 and scores["coverage"] < 0.3
+    balanced = reference.score(reference.data.x_train[:3_000], full=False)
+    assert balanced["kl_from_uniform"] < 0.05 and balanced["recall"] > scores["recall"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A real 2-epoch run that also measures its quality after every epoch."""
+    out = tmp_path_factory.mktemp("evalrun")
+    result = run_cli("train", "--epochs", 2, "--images", 256, "--batch-size", 64, "--eval-every", 1,
+                     "--eval-samples", 200, "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_quality_during_training(tiny_run):
+    out, result = tiny_run
+    assert re.search(r"epoch 2/2 .* fid \d+\.\d  precision \d\.\d\d  recall \d\.\d\d  classes \d+", result.stdout)
+    [record_path] = (out / "models").glob("run_*.json")
+    record = json.loads(record_path.read_text())
+    assert [e["epoch"] for e in record["evaluations"]] == [1, 2]
+    assert all(e["n"] == 200 and e["fid"] > 0 for e in record["evaluations"])
+    tag = record["tag"]
+    assert (out / "images" / f"quality_{tag}.png").is_file()
+
+
+def test_evaluate_command(tiny_run, tmp_path):
+    out, _ = tiny_run
+    [model] = (out / "models").glob("generator_*.keras")
+    result = run_cli("evaluate", "--model", model, "--n", 500)
+    assert result.returncode == 0, result.stderr
+    for label in ("FID", "KID x 1000", "precision", "recall", "density", "coverage", "classifier score",
+                  "class KL from uniform", "classes with >= 5%", "floor (real)", "nearest training image"):
+        assert label in result.stdout
+    saved = model.with_name(model.name.replace("generator_", "evaluation_")).with_suffix(".json")
+    report = json.loads(saved.read_text())
+    assert report["n"] == 500 and report["floor"]["what"] == "500 real training images"
+    assert report["metrics"]["fid"] > report["floor"]["fid"]  # an untrained GAN is far from real data
+    assert len(report["memorization"]["distance"]) == 100
+    assert report["run"]["data"]["includes_test_images"] is False and "warning" not in report
+
+    # the results table picks the run and its evaluation up
+    table = tmp_path / "RESULTS.md"
+    result = run_cli("results", out, "--out", table)
+    assert result.returncode == 0 and "1 runs, 1 evaluated" in result.stdout, result.stderr
+    [row] = [line for line in table.read_text().splitlines() if line.startswith(f"| `{report['run']['tag']}`")]
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[1:4] == ["64", "2", "256"] and cells[5] == f"{report['metrics']['fid']:.2f}"
+    assert 'src="' in cells[10] and "grid_" in cells[10]
+    assert "*floor: 500 real training images*" in table.read_text()
+
+
+def test_evaluate_warns_when_training_saw_test_images(tiny_run, tmp_path):
+    out, _ = tiny_run
+    [model] = (out / "models").glob("generator_*.keras")
+    [run_json] = (out / "models").glob("run_*.json")
+    shutil.copy(model, tmp_path / model.name)
+    record = json.loads(run_json.read_text())
+    record["data"].update(images=70_000, train_images=60_000, test_images=10_000, includes_test_images=True)
+    (tmp_path / run_json.name).write_text(json.dumps(record))
+    result = run_cli("evaluate", "--model", tmp_path / model.name, "--n", 200, "--json", tmp_path / "e.json")
+    assert result.returncode == 0, result.stderr
+    assert "WARNING: this generator trained on 10,000 of the test images" in result.stdout
+    assert "warning" in json.loads((tmp_path / "e.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "missing.keras"], "no model file"),
+        (["--model", "{model}", "--n", "5"], "--n must be from 100 to 60000"),
+        (["--model", "{model}", "--json", "{tmp}/e.txt"], "must name a .json file"),
+    ],
+)
+def test_evaluate_refuses_bad_input(tiny_run, tmp_path, args, message):
+    out, _ = tiny_run
+    [model] = (out / "models").glob("generator_*.keras")
+    result = run_cli("evaluate", *[a.format(model=model, tmp=tmp_path) for a in args])
+    assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1
+    assert not list(tmp_path.iterdir())
