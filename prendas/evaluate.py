@@ -51,7 +51,7 @@ class Reference:
         return scores
 
 
-def evaluate_generator(generator, n=10_000, seed=0, reference=None, floor=True, log=print):
+def evaluate_generator(generator, n=10_000, seed=0, reference=None, floor=True):
     """The full evaluation of a generator as a dict (what `prendas evaluate` prints and saves)."""
     timings = {}
     started = time.perf_counter()
@@ -151,7 +151,7 @@ def evaluate_model_file(model_path, n=10_000, seed=0, json_path=None, log=print)
     """`prendas evaluate` (which checks its arguments first): load, score, print, save the JSON."""
     json_path = Path(json_path) if json_path else default_json_path(model_path)
     generator = artifacts.load_generator(model_path)
-    result = {"model": str(model_path), **evaluate_generator(generator, n=n, seed=seed, log=log)}
+    result = {"model": str(model_path), **evaluate_generator(generator, n=n, seed=seed)}
     run = run_record_for(model_path)
     if run:
         result["run"] = {"tag": run["tag"], "data": run["data"], "config": run["config"],
