@@ -8,8 +8,11 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from prendas import PrendasError
 from prendas.config import ALL_IMAGES, TrainConfig
+from prendas.data import CLASS_NAMES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,6 +52,17 @@ def _parser():
     t.add_argument("--eval-every", type=int, help="measure FID, precision, recall and class balance every K epochs "
                    "(default 0: never); recorded in run_TAG.json and drawn in images/quality_TAG.png")
     t.add_argument("--eval-samples", type=int, help=f"garments drawn for each measurement (default {defaults.eval_samples})")
+    t.add_argument("--loss", choices=("bce", "wgan-gp", "hinge"), help="adversarial loss (default bce, the tutorial's)")
+    t.add_argument("--d-steps", type=int, help="discriminator steps per generator step (default: 5 for wgan-gp, else 1)")
+    t.add_argument("--beta-1", type=float, help="Adam's beta_1 (default: 0.9 for bce, 0 for wgan-gp, 0.5 for hinge)")
+    t.add_argument("--beta-2", type=float, help="Adam's beta_2 (default: 0.999, or 0.9 for wgan-gp)")
+    t.add_argument("--spectral-norm", action="store_true", default=None, help="spectral normalization in the discriminator")
+    t.add_argument("--ema", type=float, help="decay of the generator's moving average, used for samples, saved models "
+                   "and evaluation, e.g. 0.999 (default 0: off)")
+    t.add_argument("--arch", choices=("dcgan", "deep"), help="networks: dcgan (default, the tutorial's) or deep "
+                   "(one more block, more filters; for a GPU)")
+    t.add_argument("--conditional", action="store_true", default=None, help="train with the class labels, so that "
+                   "`generate --class` can ask for a garment")
     t.add_argument("--resume", metavar="CHECKPOINT", help="continue from OUT/checkpoints/checkpoint_TAG.npz")
 
     g = commands.add_parser(
@@ -61,6 +75,8 @@ def _parser():
     g.add_argument("--out", default="generated.png", help="PNG file to write (default generated.png)")
     g.add_argument("--seed", type=int, default=None, help="seed of the noise (default: a new draw each time)")
     g.add_argument("--latent-dim", type=int, help="expected latent size; an error if the model's differs")
+    g.add_argument("--class", dest="garment", metavar="CLASS", help="the garment to draw, by name or number (0-9), "
+                   "for a generator trained with --conditional: " + ", ".join(CLASS_NAMES))
     v = commands.add_parser(
         "evaluate",
         help="score a saved generator: FID, KID, precision/recall, coverage, class balance",
@@ -145,6 +161,14 @@ def _train(args):
         "d_lr": args.d_lr if args.d_lr is not None else args.lr,
         "seed": args.seed,
         "eval_samples": args.eval_samples,
+        "loss": args.loss,
+        "d_steps": args.d_steps,
+        "beta_1": args.beta_1,
+        "beta_2": args.beta_2,
+        "spectral_norm": args.spectral_norm,
+        "ema": args.ema,
+        "arch": args.arch,
+        "conditional": args.conditional,
     }
     given = {k: v for k, v in given.items() if v is not None}
     options = {
@@ -183,15 +207,38 @@ def _generate(args):
         raise PrendasError(f"--out must name a .png file, got {args.out}")
     if not out.parent.is_dir():
         raise PrendasError(f"--out: folder {out.parent} does not exist")
+    garment = None if args.garment is None else class_index(args.garment)
     from prendas import artifacts
 
     artifacts.check_model_file(args.model)  # before TensorFlow loads: a wrong path answers at once
     from prendas.gan import generate_images, latent_batch
+    from prendas.models import generator_signature
 
     generator = artifacts.load_generator(args.model, latent_dim=args.latent_dim)
-    z = latent_batch(args.n, generator.input_shape[-1], args.seed)
-    artifacts.save_png(artifacts.image_grid(generate_images(generator, z)), out)
-    print(f"wrote {args.n} garments to {out}")
+    latent_dim, conditional = generator_signature(generator)
+    if garment is not None and not conditional:
+        raise PrendasError(f"{args.model} was trained without labels, so it cannot draw a chosen class "
+                           "(train one with --conditional)")
+    z = latent_batch(args.n, latent_dim, args.seed)
+    labels = None if garment is None else np.full(args.n, garment, np.int32)
+    artifacts.save_png(artifacts.image_grid(generate_images(generator, z, labels)), out)
+    what = "garments" if garment is None else f"{CLASS_NAMES[garment]} images"
+    print(f"wrote {args.n} {what} to {out}")
+
+
+def class_index(name):
+    """A Fashion-MNIST class by number (0-9) or name ('sneaker', 'T-shirt/top', 'tshirt'); its index."""
+    if name.strip().isdigit() and int(name) < len(CLASS_NAMES):
+        return int(name)
+    simple = "".join(ch for ch in name.lower() if ch.isalnum())
+    for i, known in enumerate(CLASS_NAMES):
+        forms = {"".join(ch for ch in known.lower() if ch.isalnum())} | {
+            "".join(ch for ch in part.lower() if ch.isalnum()) for part in known.split("/")
+        }
+        if simple in forms or simple.rstrip("s") in forms:
+            return i
+    valid = ", ".join(f"{i} {n}" for i, n in enumerate(CLASS_NAMES))
+    raise PrendasError(f"unknown class {name!r}: use a number or a name, one of {valid}")
 
 
 def main(argv=None):

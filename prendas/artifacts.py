@@ -193,17 +193,22 @@ def check_model_file(path):
 
 
 def load_generator(path, latent_dim=None):
-    """Load a saved generator, checking that it is one: input (latent,), output 28x28x1."""
+    """Load a saved generator, checking that it is one: noise (latent,) [and a label] -> 28x28x1."""
     import keras
+
+    from prendas.models import generator_signature
 
     path = check_model_file(path)
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as e:  # Keras raises many types for a bad file; all mean the same to the user
         raise PrendasError(f"cannot load {path} as a Keras model ({type(e).__name__}: {str(e)[:200]})") from None
-    in_shape, out_shape = tuple(model.input_shape), tuple(model.output_shape)
-    if len(in_shape) != 2 or out_shape[1:] != (28, 28, 1):
-        raise PrendasError(f"{path} is not a generator: it maps {in_shape[1:]} to {out_shape[1:]}, not noise to 28x28x1")
-    if latent_dim is not None and in_shape[1] != latent_dim:
+    shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
+    in_shape, out_shape = tuple(shapes[0]), tuple(model.output_shape)
+    if len(in_shape) != 2 or len(shapes) > 2 or out_shape[1:] != (28, 28, 1):
+        raise PrendasError(
+            f"{path} is not a generator: it maps {[tuple(s[1:]) for s in shapes]} to {out_shape[1:]}, not noise to 28x28x1"
+        )
+    if latent_dim is not None and generator_signature(model)[0] != latent_dim:
         raise PrendasError(f"{path} takes a latent vector of size {in_shape[1]}, not {latent_dim} (--latent-dim)")
     return model

@@ -21,6 +21,18 @@ _INT_RANGES = {
     "eval_samples": (100, 60_000),
 }
 _LR_FIELDS = ("g_lr", "d_lr")
+_CHOICES = {"loss": ("bce", "wgan-gp", "hinge"), "arch": ("dcgan", "deep")}
+_BOOL_FIELDS = ("deterministic", "spectral_norm", "conditional")
+
+# What each loss does when --d-steps and the Adam betas are left unset: the DCGAN tutorial for bce
+# (Keras's Adam defaults), the WGAN-GP paper (Gulrajani et al. 2017: 5 critic steps, betas 0 and
+# 0.9) and SNGAN's standard CNN setting for hinge (Miyato et al. 2018: 1 step, betas 0.5 and 0.999).
+LOSS_DEFAULTS = {
+    "bce": {"d_steps": 1, "beta_1": 0.9, "beta_2": 0.999},
+    "wgan-gp": {"d_steps": 5, "beta_1": 0.0, "beta_2": 0.9},
+    "hinge": {"d_steps": 1, "beta_1": 0.5, "beta_2": 0.999},
+}
+GP_WEIGHT = 10.0  # the gradient penalty's weight (the WGAN-GP paper's lambda)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +51,14 @@ class TrainConfig:
     deterministic: bool = False  # deterministic kernels: bit-exact resume, a little slower
     eval_every: int = 0  # epochs between quality measurements during training (0: none)
     eval_samples: int = 2_000  # garments drawn for each of those measurements
+    loss: str = "bce"  # bce (non-saturating, the tutorial's), wgan-gp or hinge
+    d_steps: int | None = None  # discriminator steps per generator step (None: the loss's default)
+    beta_1: float | None = None  # Adam's betas for both networks (None: the loss's defaults)
+    beta_2: float | None = None
+    spectral_norm: bool = False  # spectral normalization on every discriminator layer
+    ema: float = 0.0  # decay of the generator's moving average for samples and saved models (0: off)
+    arch: str = "dcgan"  # dcgan (the tutorial's networks) or deep (one more block, more filters)
+    conditional: bool = False  # both networks see the class label: ask for a given garment
 
     def __post_init__(self):
         for name, (low, high) in _INT_RANGES.items():
@@ -55,13 +75,44 @@ class TrainConfig:
                 raise PrendasError(f"{name} must be a number in (0, 1], got {value!r} (--{_flag(name)})")
         if not isinstance(self.out, str) or not self.out:
             raise PrendasError(f"out must be a folder name, got {self.out!r} (--out)")
-        if not isinstance(self.deterministic, bool):
-            raise PrendasError(f"deterministic must be true or false, got {self.deterministic!r}")
+        for name in _BOOL_FIELDS:
+            if not isinstance(getattr(self, name), bool):
+                raise PrendasError(f"{name} must be true or false, got {getattr(self, name)!r} (--{_flag(name)})")
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise PrendasError(
+                    f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r} (--{_flag(name)})"
+                )
+        if self.d_steps is not None and (
+            isinstance(self.d_steps, bool) or not isinstance(self.d_steps, int) or not 1 <= self.d_steps <= 100
+        ):
+            raise PrendasError(f"d_steps must be an integer from 1 to 100, got {self.d_steps!r} (--d-steps)")
+        for name in ("beta_1", "beta_2"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1
+            ):
+                raise PrendasError(f"{name} must be a number in [0, 1), got {value!r} (--{_flag(name)})")
+        if isinstance(self.ema, bool) or not isinstance(self.ema, (int, float)) or not (
+            self.ema == 0 or 0.5 <= self.ema < 1
+        ):
+            raise PrendasError(f"ema must be 0 (off) or a decay in [0.5, 1), got {self.ema!r} (--ema)")
+
+    def resolved(self, name):
+        """d_steps, beta_1 or beta_2 as the run uses it: the value given, else the loss's default."""
+        value = getattr(self, name)
+        return LOSS_DEFAULTS[self.loss][name] if value is None else value
 
     @property
     def uses_test_images(self):
         """True when the run needs more images than the training split holds."""
         return self.images > TRAIN_IMAGES
+
+    def recipe(self):
+        """The settings that shape the networks and their training, in a few words ('hinge+sn+ema0.999')."""
+        parts = [self.loss] + (["sn"] if self.spectral_norm else []) + ([f"ema{self.ema:g}"] if self.ema else [])
+        parts += ([self.arch] if self.arch != "dcgan" else []) + (["cond"] if self.conditional else [])
+        return "+".join(parts)
 
     def replace(self, **changes):
         """A copy with some settings changed, validated again."""

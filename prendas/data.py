@@ -155,17 +155,19 @@ def select_images(data, n, seed):
     return images, labels, record
 
 
-def epoch_batches(images, batch_size, seed, first_epoch=0):
+def epoch_batches(images, batch_size, seed, first_epoch=0, labels=None):
     """Batches for ever, each epoch in its own order drawn from (seed, epoch).
 
     Epoch e's order does not depend on what came before, so a run resumed at epoch e sees the
     same batches as one that never stopped. The last batch of an epoch may be short. Each batch
-    is a 1-tuple (inputs only), as Keras expects from a generator.
+    is a 1-tuple (images,), or (images, labels) when labels are given, as Keras expects from a
+    generator.
     """
     for epoch in itertools.count(first_epoch):
         order = np.random.default_rng([seed, 2, epoch]).permutation(len(images))
         for start in range(0, len(images), batch_size):
-            yield (images[order[start : start + batch_size]],)
+            chosen = order[start : start + batch_size]
+            yield (images[chosen],) if labels is None else (images[chosen], labels[chosen])
 
 
 def steps_per_epoch(n_images, batch_size):

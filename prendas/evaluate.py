@@ -16,7 +16,8 @@ import numpy as np
 from prendas import artifacts, metrics
 from prendas.data import CLASS_NAMES, load_fashion_mnist
 from prendas.evaluator import FeatureNetwork, load_record
-from prendas.gan import generate_images, latent_batch
+from prendas.gan import balanced_labels, generate_images, latent_batch
+from prendas.models import generator_signature
 
 MEMORIZATION_SAMPLES = 100
 
@@ -37,8 +38,12 @@ class Reference:
             self._radii[k] = metrics.knn_radii(self.features, k)
         return self._radii[k]
 
-    def score(self, images, kid_subsets=100, full=True):
-        """All metrics of uint8 images (N, 28, 28) against the test images; full=False: the quick ones."""
+    def score(self, images, kid_subsets=100, full=True, labels=None):
+        """All metrics of uint8 images (N, 28, 28) against the test images; full=False: the quick ones.
+
+        With the classes the images were asked to be (`labels`, a conditional generator's), also
+        how often the classifier sees the class that was asked for, overall and per class.
+        """
         features, probs = self.network(images)
         scores = {"fid": round(metrics.frechet_distance(*self.gaussian, *metrics.gaussian(features)), 3)}
         precision, recall = metrics.precision_recall(self.features, features, k=3, real_radii=self.radii(3))
@@ -48,6 +53,10 @@ class Reference:
             density, coverage = metrics.density_coverage(self.features, features, k=5, real_radii=self.radii(5))
             scores.update(kid=round(kid_mean, 5), kid_std=round(kid_std, 5), density=round(density, 4), coverage=round(coverage, 4))
         scores.update(metrics.class_metrics(probs))
+        if labels is not None:
+            hits = probs.argmax(axis=1) == np.asarray(labels)
+            scores["label_agreement"] = round(float(hits.mean()), 4)
+            scores["label_agreement_per_class"] = [round(float(hits[labels == c].mean()), 4) for c in range(len(CLASS_NAMES))]
         return scores
 
 
@@ -59,17 +68,23 @@ def evaluate_generator(generator, n=10_000, seed=0, reference=None, floor=True):
     timings["reference"] = time.perf_counter() - started
 
     t = time.perf_counter()
-    images = generate_images(generator, latent_batch(n, generator.input_shape[-1], seed))
+    latent_dim, conditional = generator_signature(generator)
+    labels = balanced_labels(n) if conditional else None  # a conditional generator is asked for every class equally
+    images = generate_images(generator, latent_batch(n, latent_dim, seed), labels)
     timings["generate"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    result = {"n": n, "seed": seed, "reference": f"the {len(reference.data.x_test):,} test images", "metrics": reference.score(images)}
+    result = {"n": n, "seed": seed, "reference": f"the {len(reference.data.x_test):,} test images",
+              "conditional": conditional, "metrics": reference.score(images, labels=labels)}
     timings["metrics"] = time.perf_counter() - t
 
     if floor:
         t = time.perf_counter()
-        real = reference.data.x_train[np.random.default_rng(seed).choice(len(reference.data.x_train), n, replace=False)]
-        result["floor"] = {"what": f"{n:,} real training images", **reference.score(real)}
+        chosen = np.random.default_rng(seed).choice(len(reference.data.x_train), n, replace=False)
+        real, real_labels = reference.data.x_train[chosen], reference.data.y_train[chosen]
+        # For a conditional generator the floor's agreement is the classifier's own accuracy on real images.
+        result["floor"] = {"what": f"{n:,} real training images",
+                           **reference.score(real, labels=real_labels if conditional else None)}
         timings["floor"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -103,7 +118,8 @@ def run_record_for(model_path):
     """The run.json beside a generator_TAG.keras, if there is one."""
     path = Path(model_path)
     if path.name.startswith("generator_"):
-        candidate = path.with_name("run_" + path.name.removeprefix("generator_")).with_suffix(".json")
+        tag = path.stem.removeprefix("generator_").removeprefix("raw_")  # generator_raw_TAG: an EMA run's raw weights
+        candidate = path.with_name(f"run_{tag}.json")
         if candidate.is_file():
             return json.loads(candidate.read_text())
     return None
@@ -126,6 +142,7 @@ def format_table(result):
         ("classifier score", "classifier_score", "{:.2f}"),
         ("class KL from uniform", "kl_from_uniform", "{:.3f}"),
         ("classes with >= 5%", "classes_over_5pct", "{}"),
+        ("class asked = class seen", "label_agreement", "{:.1%}"),
     ]
     generated, floor = result["metrics"], result.get("floor", {})
     lines = [f"{'':24}{'generated':>12}{'floor (real)':>14}"]
@@ -137,6 +154,10 @@ def format_table(result):
     lines.append("classes (generated):  " + "  ".join(
         f"{name.split('/')[0]} {share:.0%}" for name, share in zip(CLASS_NAMES, generated["histogram"])
     ))
+    if "label_agreement_per_class" in generated:
+        lines.append("class asked = class seen, per class:  " + "  ".join(
+            f"{name.split('/')[0]} {share:.0%}" for name, share in zip(CLASS_NAMES, generated["label_agreement_per_class"])
+        ))
     m = result["memorization"]
     lines.append(
         f"nearest training image: median distance {m['median_distance']:.2f} for {m['samples']} generated, "

@@ -1,16 +1,40 @@
-"""The adversarial losses, on logits, in backend-neutral keras.ops."""
+"""The adversarial losses, on the discriminator's raw outputs, in backend-neutral keras.ops.
+
+bce: the DCGAN tutorial's binary cross-entropy with the non-saturating generator loss.
+wgan-gp: the Wasserstein critic with a gradient penalty (Gulrajani et al. 2017).
+hinge: the hinge discriminator loss of SAGAN/BigGAN with the Wasserstein generator loss.
+"""
 
 from keras import ops
 
 
-def discriminator_loss(real_logits, fake_logits):
-    """Binary cross-entropy: real images are labelled 1, generated ones 0.
+def discriminator_loss(real_out, fake_out, loss="bce"):
+    """What the discriminator (critic) minimizes, without the gradient penalty."""
+    if loss == "bce":
+        # softplus(-x) is BCE(1, sigmoid(x)) and softplus(x) is BCE(0, sigmoid(x)), without overflow.
+        return ops.mean(ops.softplus(-real_out)) + ops.mean(ops.softplus(fake_out))
+    if loss == "wgan-gp":
+        return ops.mean(fake_out) - ops.mean(real_out)
+    if loss == "hinge":
+        return ops.mean(ops.relu(1.0 - real_out)) + ops.mean(ops.relu(1.0 + fake_out))
+    raise ValueError(f"unknown loss {loss!r}")
 
-    softplus(-x) is BCE(1, sigmoid(x)) and softplus(x) is BCE(0, sigmoid(x)), without overflow.
-    """
-    return ops.mean(ops.softplus(-real_logits)) + ops.mean(ops.softplus(fake_logits))
+
+def generator_loss(fake_out, loss="bce"):
+    """What the generator minimizes: bce wants its images labelled real; the others raise the critic's score."""
+    if loss == "bce":
+        return ops.mean(ops.softplus(-fake_out))
+    if loss in ("wgan-gp", "hinge"):
+        return -ops.mean(fake_out)
+    raise ValueError(f"unknown loss {loss!r}")
 
 
-def generator_loss(fake_logits):
-    """The non-saturating loss: the generator wants its images labelled 1 (real)."""
-    return ops.mean(ops.softplus(-fake_logits))
+def interpolate(real, fake, weights):
+    """Points on the lines between real and fake images, one uniform weight per pair (B, 1, 1, 1)."""
+    return weights * real + (1.0 - weights) * fake
+
+
+def gradient_penalty(gradients):
+    """The WGAN-GP penalty: the mean of (||grad of the critic at the interpolates|| - 1)^2."""
+    norms = ops.sqrt(ops.sum(ops.square(gradients), axis=(1, 2, 3)) + 1e-12)
+    return ops.mean(ops.square(norms - 1.0))

@@ -1,45 +1,77 @@
-"""The generator and the discriminator: TensorFlow's DCGAN tutorial, in plain Keras 3 layers."""
+"""The generator and the discriminator in plain Keras 3 layers (no backend code).
+
+`dcgan` is TensorFlow's DCGAN tutorial; `deep` adds a block and doubles the filters (for a GPU).
+A conditional generator takes (noise, label) and draws that class; a conditional discriminator
+takes (image, label) and adds a projection of the label onto its features to its score
+(Miyato & Koyama 2018), so it judges "is this a real sneaker", not only "is this real".
+"""
 
 import keras
 from keras import layers
 
 IMAGE_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+LABEL_EMBEDDING = 50  # size of the generator's label embedding, concatenated to the noise
+
+# (dense filters at 7x7, [(filters, stride) of each transposed convolution before the output])
+_GENERATOR_BLOCKS = {"dcgan": (256, [(128, 1), (64, 2)]), "deep": (512, [(256, 1), (128, 2), (64, 2)])}
+# [(filters, stride) of each convolution]
+_DISCRIMINATOR_BLOCKS = {"dcgan": [(64, 2), (128, 2)], "deep": [(64, 2), (128, 2), (256, 1)]}
 
 
-def build_generator(latent_dim=100):
-    """Noise (latent_dim) -> 28x28x1 image in [-1, 1]: Dense 7x7x256, then Conv2DTranspose 128-64-1."""
-    return keras.Sequential(
-        [
-            keras.Input((latent_dim,)),
-            layers.Dense(7 * 7 * 256, use_bias=False),
-            layers.BatchNormalization(),
-            layers.LeakyReLU(),
-            layers.Reshape((7, 7, 256)),
-            layers.Conv2DTranspose(128, 5, strides=1, padding="same", use_bias=False),
-            layers.BatchNormalization(),
-            layers.LeakyReLU(),
-            layers.Conv2DTranspose(64, 5, strides=2, padding="same", use_bias=False),
-            layers.BatchNormalization(),
-            layers.LeakyReLU(),
-            layers.Conv2DTranspose(1, 5, strides=2, padding="same", use_bias=False, activation="tanh"),
-        ],
-        name="generator",
-    )
+def build_generator(latent_dim=100, arch="dcgan", conditional=False):
+    """Noise (latent_dim) [and a class label] -> 28x28x1 image in [-1, 1].
+
+    dcgan: Dense 7x7x256, then Conv2DTranspose 128 (7x7), 64 (14x14) and 1 (28x28), the tutorial's.
+    deep: Dense 7x7x512, Conv2DTranspose 256, 128 and 64, then a 5x5 convolution to one channel.
+    """
+    dense_filters, blocks = _GENERATOR_BLOCKS[arch]
+    z = keras.Input((latent_dim,), name="noise")
+    inputs, x = [z], z
+    if conditional:
+        label = keras.Input((1,), dtype="int32", name="label")
+        inputs.append(label)
+        x = layers.Concatenate()([z, layers.Flatten()(layers.Embedding(NUM_CLASSES, LABEL_EMBEDDING)(label))])
+    x = layers.Dense(7 * 7 * dense_filters, use_bias=False)(x)
+    x = layers.LeakyReLU()(layers.BatchNormalization()(x))
+    x = layers.Reshape((7, 7, dense_filters))(x)
+    for filters, stride in blocks:
+        x = layers.Conv2DTranspose(filters, 5, strides=stride, padding="same", use_bias=False)(x)
+        x = layers.LeakyReLU()(layers.BatchNormalization()(x))
+    if arch == "dcgan":
+        out = layers.Conv2DTranspose(1, 5, strides=2, padding="same", use_bias=False, activation="tanh")(x)
+    else:
+        out = layers.Conv2D(1, 5, padding="same", activation="tanh")(x)
+    return keras.Model(inputs if conditional else z, out, name="generator")
 
 
-def build_discriminator():
-    """28x28x1 image -> one logit (real > 0 > fake): Conv2D 64-128 with LeakyReLU and Dropout 0.3."""
-    return keras.Sequential(
-        [
-            keras.Input(IMAGE_SHAPE),
-            layers.Conv2D(64, 5, strides=2, padding="same"),
-            layers.LeakyReLU(),
-            layers.Dropout(0.3),
-            layers.Conv2D(128, 5, strides=2, padding="same"),
-            layers.LeakyReLU(),
-            layers.Dropout(0.3),
-            layers.Flatten(),
-            layers.Dense(1),
-        ],
-        name="discriminator",
-    )
+def build_discriminator(arch="dcgan", dropout=0.3, spectral_norm=False, conditional=False):
+    """28x28x1 image [and a class label] -> one raw score (real > fake).
+
+    dcgan: Conv2D 64-128 (5x5, stride 2) with LeakyReLU and Dropout, then Dense 1: the tutorial's.
+    There is no BatchNorm, so the same network serves as a WGAN-GP critic (run with dropout=0).
+    """
+
+    def sn(layer):
+        return layers.SpectralNormalization(layer) if spectral_norm else layer
+
+    image = keras.Input(IMAGE_SHAPE, name="image")
+    x = image
+    for filters, stride in _DISCRIMINATOR_BLOCKS[arch]:
+        x = layers.LeakyReLU()(sn(layers.Conv2D(filters, 5, strides=stride, padding="same"))(x))
+        if dropout:
+            x = layers.Dropout(dropout)(x)
+    features = layers.Flatten()(x)
+    out = sn(layers.Dense(1))(features)
+    if not conditional:
+        return keras.Model(image, out, name="discriminator")
+    label = keras.Input((1,), dtype="int32", name="label")
+    embedded = layers.Flatten()(layers.Embedding(NUM_CLASSES, features.shape[-1])(label))
+    out = layers.Add()([out, layers.Dot(axes=1)([embedded, features])])
+    return keras.Model([image, label], out, name="discriminator")
+
+
+def generator_signature(generator):
+    """(latent size, conditional?) of a generator built here or loaded from a file."""
+    shapes = generator.input_shape if isinstance(generator.input_shape, list) else [generator.input_shape]
+    return shapes[0][-1], len(shapes) == 2

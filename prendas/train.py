@@ -17,10 +17,9 @@ from prendas import PrendasError, __version__, artifacts
 from prendas.callbacks import ProgressLogger, RunRecorder
 from prendas.config import TrainConfig
 from prendas.data import epoch_batches, load_fashion_mnist, select_images, steps_per_epoch
-from prendas.gan import GAN, generate_images, latent_batch
+from prendas.gan import GAN, balanced_labels, generate_images, latent_batch
 from prendas.models import build_discriminator, build_generator
 
-FIXED_SAMPLES = 64  # the fixed latent batch behind the grid and the progress animation (8 x 8)
 
 
 def train(config, callbacks=(), log=print):
@@ -80,7 +79,7 @@ def resume(
 
 
 def build_gan(config):
-    """Seed everything, build both networks and their Adam optimizers (the tutorial's settings)."""
+    """Seed everything, build both networks (and the moving average) and their Adam optimizers."""
     if keras.backend.backend() != "tensorflow":
         raise PrendasError(
             f"training needs the TensorFlow backend (KERAS_BACKEND is {keras.backend.backend()}); "
@@ -95,10 +94,23 @@ def build_gan(config):
     # leaves the graph unchanged. Skipping it avoids the alarming line (measured: same speed).
     tf.config.optimizer.set_experimental_options({"remapping": False})
     keras.utils.set_random_seed(config.seed)
-    gan = GAN(build_generator(config.latent_dim), build_discriminator())
+
+    def generator():
+        return build_generator(config.latent_dim, config.arch, config.conditional)
+
+    # Dropout is the tutorial's; a WGAN-GP critic and a hinge discriminator train without it, as in their papers.
+    discriminator = build_discriminator(
+        config.arch, dropout=0.3 if config.loss == "bce" else 0.0, spectral_norm=config.spectral_norm,
+        conditional=config.conditional,
+    )
+    gan = GAN(
+        generator(), discriminator, loss=config.loss, d_steps=config.resolved("d_steps"), ema=config.ema,
+        ema_generator=generator() if config.ema else None,
+    )
+    betas = {"beta_1": config.resolved("beta_1"), "beta_2": config.resolved("beta_2")}
     gan.compile(
-        d_optimizer=keras.optimizers.Adam(config.d_lr, name="d_adam"),
-        g_optimizer=keras.optimizers.Adam(config.g_lr, name="g_adam"),
+        d_optimizer=keras.optimizers.Adam(config.d_lr, **betas, name="d_adam"),
+        g_optimizer=keras.optimizers.Adam(config.g_lr, **betas, name="g_adam"),
         jit_compile=False,  # measured: on the CPU plain tf.function is faster than XLA
     )
     gan.build_optimizers()
@@ -115,16 +127,18 @@ def _check_out(out):
 
 
 def _training_images(config):
-    images, _, record = select_images(load_fashion_mnist(), config.images, config.seed)
-    return images, record
+    """The run's images, with their labels when the GAN is conditional."""
+    images, labels, record = select_images(load_fashion_mnist(), config.images, config.seed)
+    return (images, labels if config.conditional else None), record
 
 
 def _fit(run, images, callbacks, log):
     config = run.config
+    images, labels = images
     steps = steps_per_epoch(len(images), config.batch_size)
     note = " (includes test images)" if run.data["includes_test_images"] else ""
     log(
-        f"run {run.tag}: {len(images):,} images{note} from {run.data['source']}, "
+        f"run {run.tag} ({config.recipe()}): {len(images):,} images{note} from {run.data['source']}, "
         f"epochs {run.first_epoch + 1}-{run.last_epoch}, {steps} step{'s' if steps > 1 else ''} of "
         f"{config.batch_size} images each, "
         f"writing to {Path(config.out).resolve()}"
@@ -133,7 +147,7 @@ def _fit(run, images, callbacks, log):
         if hasattr(callback, "set_run"):  # callbacks that want the run's history and frames (NotebookMonitor)
             callback.set_run(run)
     run.gan.fit(
-        epoch_batches(images, config.batch_size, config.seed, run.first_epoch),
+        epoch_batches(images, config.batch_size, config.seed, run.first_epoch, labels),
         steps_per_epoch=steps,
         epochs=run.last_epoch,
         initial_epoch=run.first_epoch,
@@ -167,7 +181,12 @@ class Run:
         self.last_epoch = self.first_epoch + config.epochs
         self.training_seconds_before = 0.0
         self.started = datetime.datetime.now().isoformat(timespec="seconds")
-        self.fixed_z = latent_batch(FIXED_SAMPLES, gan.latent_dim, [config.seed, 3])
+        # A conditional GAN's grid has a column per class (8 x 10), the others are 8 x 8.
+        self.grid_cols = 10 if gan.conditional else 8
+        self.fixed_z = latent_batch(8 * self.grid_cols, gan.latent_dim, [config.seed, 3])
+        self.fixed_labels = balanced_labels(len(self.fixed_z)) if gan.conditional else None
+        if config.ema:
+            self.paths["generator_raw"] = self.paths["generator"].with_name(f"generator_raw_{tag}.keras")
         self.evaluations = list(evaluations)  # quality measured during training, every config.eval_every epochs
         self._reference = None
         if config.eval_every or self.evaluations:
@@ -181,7 +200,7 @@ class Run:
         return self.segments_before + [self.epochs_done - self.first_epoch]
 
     def sample_grid(self):
-        return artifacts.image_grid(generate_images(self.gan.generator, self.fixed_z), cols=8, scale=2)
+        return artifacts.image_grid(generate_images(self.gan.sampler, self.fixed_z, self.fixed_labels), cols=self.grid_cols, scale=2)
 
     def evaluate_now(self):
         """FID, precision, recall and class balance of eval_samples garments, against the test images."""
@@ -190,7 +209,8 @@ class Run:
         if self._reference is None:
             self._reference = Reference()
         z = latent_batch(self.config.eval_samples, self.gan.latent_dim, [self.config.seed, 4, self.epochs_done])
-        scores = self._reference.score(generate_images(self.gan.generator, z), full=False)
+        labels = balanced_labels(len(z)) if self.gan.conditional else None
+        scores = self._reference.score(generate_images(self.gan.sampler, z, labels), full=False)
         keep = ("fid", "precision", "recall", "classes_over_5pct", "kl_from_uniform", "classifier_score")
         self.evaluations.append({"epoch": self.epochs_done, "n": len(z), **{k: scores[k] for k in keep}})
 
@@ -224,10 +244,13 @@ class Run:
     def save_final(self):
         """Models, grid, five single images and the animation; run.json last, marking the run complete."""
         paths = self.paths
-        artifacts.save_model(self.gan.generator, paths["generator"])
+        artifacts.save_model(self.gan.sampler, paths["generator"])  # the moving average, when there is one
+        if self.config.ema:
+            artifacts.save_model(self.gan.generator, paths["generator_raw"])  # the weights as trained, to compare
         artifacts.save_model(self.gan.discriminator, paths["discriminator"])
         artifacts.save_png(self.frames[-1], paths["grid"])
-        samples = generate_images(self.gan.generator, self.fixed_z[:5])
+        labels = None if self.fixed_labels is None else self.fixed_labels[:5]
+        samples = generate_images(self.gan.sampler, self.fixed_z[:5], labels)
         for i, image in enumerate(samples):
             artifacts.save_png(np.kron(image, np.ones((4, 4), np.uint8)), paths[f"image_{i}"])
         artifacts.save_gif(self.frames, paths["progress_gif"])

@@ -24,6 +24,15 @@ def test_defaults_are_the_tutorials():
         ("epochs", 2.5, "--epochs"),
         ("epochs", True, "--epochs"),
         ("out", "", "--out"),
+        ("loss", "lsgan", "--loss"),
+        ("arch", "resnet", "--arch"),
+        ("ema", 1.0, "--ema"),
+        ("ema", 0.2, "--ema"),
+        ("d_steps", 0, "--d-steps"),
+        ("beta_1", 1.0, "--beta-1"),
+        ("beta_2", -0.1, "--beta-2"),
+        ("spectral_norm", "yes", "--spectral-norm"),
+        ("conditional", 1, "--conditional"),
     ],
 )
 def test_bad_settings_are_refused_with_the_flag_named(field, value, flag):
@@ -38,3 +47,21 @@ def test_round_trip_and_unknown_keys():
         TrainConfig.from_dict({**c.to_dict(), "colour": 1})
     with pytest.raises(PrendasError, match="--batch-size"):
         c.replace(batch_size=0)
+
+
+def test_each_loss_brings_its_papers_defaults_unless_told_otherwise():
+    assert [TrainConfig().resolved(k) for k in ("d_steps", "beta_1", "beta_2")] == [1, 0.9, 0.999]
+    assert [TrainConfig(loss="wgan-gp").resolved(k) for k in ("d_steps", "beta_1", "beta_2")] == [5, 0.0, 0.9]
+    assert [TrainConfig(loss="hinge").resolved(k) for k in ("d_steps", "beta_1", "beta_2")] == [1, 0.5, 0.999]
+    assert TrainConfig(loss="wgan-gp", d_steps=2).resolved("d_steps") == 2
+
+
+def test_recipe_names_what_differs_from_the_tutorial():
+    assert TrainConfig().recipe() == "bce"
+    assert TrainConfig(loss="hinge", spectral_norm=True, ema=0.999, conditional=True).recipe() == "hinge+sn+ema0.999+cond"
+
+
+def test_settings_saved_before_the_recipes_existed_still_load():
+    old = {k: v for k, v in TrainConfig(epochs=3).to_dict().items()
+           if k not in ("loss", "d_steps", "beta_1", "beta_2", "spectral_norm", "ema", "arch", "conditional")}
+    assert TrainConfig.from_dict(old) == TrainConfig(epochs=3)
