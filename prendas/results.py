@@ -13,19 +13,40 @@ from prendas.callbacks import format_seconds
 
 
 def collect_runs(folders):
-    """(run record, evaluation or None, folder) for every complete run under the folders, oldest first."""
+    """(run record, {weights: evaluation}, folder) for every complete run under the folders, oldest first.
+
+    `weights` is "" for the saved generator (the moving average in an --ema run) and "raw" for an
+    --ema run's raw weights (generator_raw_TAG.keras, scored into evaluation_raw_TAG.json).
+    Hidden folders (.venv, .git) are not searched.
+    """
     runs = []
     for folder in map(Path, folders):
         if not folder.is_dir():
             raise PrendasError(f"no folder {folder}")
         for path in sorted(folder.glob("**/models/run_*.json")):
+            if any(part.startswith(".") for part in path.relative_to(folder).parts):
+                continue
             record = json.loads(path.read_text())
             if record.get("status") != "complete":
                 continue
-            evaluation_path = path.with_name("evaluation_" + path.name.removeprefix("run_"))
-            evaluation = json.loads(evaluation_path.read_text()) if evaluation_path.is_file() else None
-            runs.append((record, evaluation, path.parent.parent))
+            tag = path.stem.removeprefix("run_")
+            evaluations = {}
+            for weights, name in (("", f"evaluation_{tag}.json"), ("raw", f"evaluation_raw_{tag}.json")):
+                if (path.parent / name).is_file():
+                    evaluations[weights] = json.loads((path.parent / name).read_text())
+            runs.append((record, evaluations, path.parent.parent))
     return sorted(runs, key=lambda r: r[0]["tag"])
+
+
+def recipe_of(config, weights=""):
+    """The run's recipe in a few words, from its saved settings (older runs have none: the tutorial's)."""
+    from prendas.config import TrainConfig
+
+    known = {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
+    recipe = TrainConfig.from_dict(known).recipe()
+    if weights == "raw":
+        recipe = recipe.split("+ema")[0] + " (raw weights)"
+    return recipe
 
 
 def results_markdown(runs, out):
@@ -35,38 +56,43 @@ def results_markdown(runs, out):
         "",
         "Every complete run found, with its quality measured by `python -m prendas evaluate` against the 10,000",
         "test images (FID: lower is better; precision: garments that look real; recall: how much of the real",
-        "variety is covered; classes: how many of the ten get at least 5% of the samples). The floor row is",
-        "10,000 real training images scored the same way: no generator can beat it. Written by",
-        "`python -m prendas results`; do not edit by hand.",
+        "variety is covered; classes: how many of the ten get at least 5% of the samples; asked = seen: for a",
+        "conditional generator, how often the classifier sees the class that was asked for). An `--ema` run has",
+        "two rows: its saved generator (the moving average) and its raw weights. The floor row is 10,000 real",
+        "training images scored the same way: no generator can beat it. Written by `python -m prendas results`;",
+        "do not edit by hand.",
         "",
-        "| run | batch | epochs | images | training time | FID | precision | recall | classes >= 5% | class KL | samples |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run | recipe | batch | epochs | images | training time | FID | precision | recall | classes >= 5% "
+        "| class KL | asked = seen | samples |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     floor = None
-    for record, evaluation, root in runs:
+    for record, evaluations, root in runs:
         config, data = record["config"], record["data"]
         images = f"{data['images']:,}" + (" (incl. test)" if data.get("includes_test_images") else "")
         grid = root / "images" / f"grid_{record['tag']}.png"
         thumb = f'<img src="{os.path.relpath(grid, Path(out).parent)}" width="96">' if grid.is_file() else ""
-        if evaluation:
-            m = evaluation["metrics"]
-            quality = [f"{m['fid']:.2f}", f"{m['precision']:.3f}", f"{m['recall']:.3f}", str(m["classes_over_5pct"]),
-                       f"{m['kl_from_uniform']:.3f}"]
-            floor = floor or evaluation.get("floor")
-        else:
-            quality = ["-"] * 5
         epochs = "+".join(map(str, record["segments"]))
-        lines.append(
-            f"| `{record['tag']}` | {config['batch_size']} | {epochs} | {images} | "
-            f"{format_seconds(record['training_seconds'])} | " + " | ".join(quality) + f" | {thumb} |"
-        )
+        for weights, evaluation in (evaluations or {"": None}).items():
+            if evaluation:
+                m = evaluation["metrics"]
+                agreement = f"{m['label_agreement']:.1%}" if "label_agreement" in m else "-"
+                quality = [f"{m['fid']:.2f}", f"{m['precision']:.3f}", f"{m['recall']:.3f}", str(m["classes_over_5pct"]),
+                           f"{m['kl_from_uniform']:.3f}", agreement]
+                floor = floor or evaluation.get("floor")
+            else:
+                quality = ["-"] * 6
+            lines.append(
+                f"| `{record['tag']}` | {recipe_of(config, weights)} | {config['batch_size']} | {epochs} | {images} | "
+                f"{format_seconds(record['training_seconds'])} | " + " | ".join(quality) + f" | {thumb if not weights else ''} |"
+            )
     if floor:
         lines.append(
-            f"| *floor: {floor['what']}* | | | | | {floor['fid']:.2f} | {floor['precision']:.3f} | "
-            f"{floor['recall']:.3f} | {floor['classes_over_5pct']} | {floor['kl_from_uniform']:.3f} | |"
+            f"| *floor: {floor['what']}* | | | | | | {floor['fid']:.2f} | {floor['precision']:.3f} | "
+            f"{floor['recall']:.3f} | {floor['classes_over_5pct']} | {floor['kl_from_uniform']:.3f} | | |"
         )
     if not runs:
-        lines.append("| (no complete run found) | | | | | | | | | | |")
+        lines.append("| (no complete run found) | | | | | | | | | | | | |")
     return "\n".join(lines) + "\n"
 
 

@@ -96,8 +96,9 @@ def test_evaluate_command(tiny_run, tmp_path):
     assert result.returncode == 0 and "1 runs, 1 evaluated" in result.stdout, result.stderr
     [row] = [line for line in table.read_text().splitlines() if line.startswith(f"| `{report['run']['tag']}`")]
     cells = [c.strip() for c in row.split("|")[1:-1]]
-    assert cells[1:4] == ["64", "2", "256"] and cells[5] == f"{report['metrics']['fid']:.2f}"
-    assert 'src="' in cells[10] and "grid_" in cells[10]
+    assert cells[1:5] == ["bce", "64", "2", "256"] and cells[6] == f"{report['metrics']['fid']:.2f}"
+    assert cells[11] == "-"  # no class asked for: an unconditional run
+    assert 'src="' in cells[12] and "grid_" in cells[12]
     assert "*floor: 500 real training images*" in table.read_text()
 
 

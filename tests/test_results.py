@@ -1,0 +1,42 @@
+"""The results table from runs' JSON: one row per scored generator, hidden folders skipped."""
+
+import json
+
+from prendas.config import TrainConfig
+from prendas.results import collect_runs, results_markdown
+
+
+def _write_run(root, tag, config, evaluations):
+    models = root / "models"
+    models.mkdir(parents=True)
+    record = {"tag": tag, "status": "complete", "segments": [5], "training_seconds": 600.0, "config": config,
+              "data": {"images": 60_000, "includes_test_images": False}}
+    (models / f"run_{tag}.json").write_text(json.dumps(record))
+    for prefix, fid in evaluations.items():
+        metrics = {"fid": fid, "precision": 0.5, "recall": 0.25, "classes_over_5pct": 10, "kl_from_uniform": 0.01}
+        if config.get("conditional"):
+            metrics["label_agreement"] = 0.9
+        floor = {"what": "10,000 real training images", **metrics, "fid": 0.06}
+        (models / f"evaluation_{prefix}{tag}.json").write_text(json.dumps({"metrics": metrics, "floor": floor}))
+
+
+def test_an_ema_run_has_a_row_for_the_average_and_one_for_the_raw_weights(tmp_path):
+    _write_run(tmp_path / "ema", "T1", TrainConfig(ema=0.999, loss="hinge", spectral_norm=True).to_dict(),
+               {"": 20.0, "raw_": 25.0})
+    old_config = {k: v for k, v in TrainConfig().to_dict().items() if k not in ("loss", "ema", "conditional")}
+    _write_run(tmp_path / "old", "T0", old_config, {"": 40.0})  # a run from before the recipes existed
+    _write_run(tmp_path / "cond", "T2", TrainConfig(conditional=True).to_dict(), {"": 30.0})
+    _write_run(tmp_path / ".venv" / "lib", "T9", TrainConfig().to_dict(), {"": 1.0})  # not searched
+
+    runs = collect_runs([tmp_path])
+    assert [r[0]["tag"] for r in runs] == ["T0", "T1", "T2"]
+    rows = [line.split("|")[1:-1] for line in results_markdown(runs, tmp_path / "RESULTS.md").splitlines()
+            if line.startswith("| `")]
+    cells = [[c.strip() for c in row] for row in rows]
+    assert [(c[0], c[1], c[6]) for c in cells] == [
+        ("`T0`", "bce", "40.00"),
+        ("`T1`", "hinge+sn+ema0.999", "20.00"),
+        ("`T1`", "hinge+sn (raw weights)", "25.00"),
+        ("`T2`", "bce+cond", "30.00"),
+    ]
+    assert [c[11] for c in cells] == ["-", "-", "-", "90.0%"]
