@@ -40,6 +40,11 @@ def _refused(capsys, folder, argv, message):
         (["--checkpoint-every", "0"], "--checkpoint-every"),
         (["--resume", "missing.npz", "--epochs", "2"], "no checkpoint at missing.npz"),
         (["--resume", "missing.npz"], "--resume needs --epochs"),
+        (["--ema", "1.5"], "ema must be 0 (off) or a decay in [0.5, 1), got 1.5 (--ema)"),
+        (["--d-steps", "0"], "--d-steps"),
+        (["--beta-1", "1"], "--beta-1"),
+        (["--loss", "lsgan"], "argument --loss: invalid choice: 'lsgan'"),
+        (["--arch", "resnet"], "argument --arch: invalid choice"),
     ],
 )
 def test_train_refuses_bad_settings(capsys, tmp_path, args, message):
@@ -69,6 +74,12 @@ def test_resume_refuses_changed_settings(capsys, tmp_path):
         tmp_path,
         ["train", "--resume", str(checkpoint), "--epochs", "2", "--batch-size", "128"],
         "--batch-size cannot change when resuming: the checkpoint trained with 64",
+    )
+    _refused(
+        capsys,
+        tmp_path,
+        ["train", "--resume", str(checkpoint), "--epochs", "2", "--loss", "hinge"],
+        "--loss cannot change when resuming: the checkpoint trained with bce",
     )
 
 
