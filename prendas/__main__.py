@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from prendas import PrendasError
-from prendas.config import ALL_IMAGES, TrainConfig
+from prendas.config import ALL_IMAGES, PRECISIONS, TrainConfig
 from prendas.data import CLASS_NAMES
 
 
@@ -63,6 +63,11 @@ def _parser():
                    "(one more block, more filters; for a GPU)")
     t.add_argument("--conditional", action="store_true", default=None, help="train with the class labels, so that "
                    "`generate --class` can ask for a garment")
+    t.add_argument("--precision", choices=PRECISIONS, help="float32 (default), mixed_bfloat16, or mixed_float16 "
+                   "(with loss scaling): faster where the hardware has them (a GPU), slower on most CPUs")
+    t.add_argument("--steps-per-execution", type=int, help="training steps per compiled call (default "
+                   f"{defaults.steps_per_execution}); more saves round trips when steps are short (a GPU)")
+    t.add_argument("--xla", action="store_true", default=None, help="compile the training step with XLA")
     t.add_argument("--resume", metavar="CHECKPOINT", help="continue from OUT/checkpoints/checkpoint_TAG.npz")
 
     g = commands.add_parser(
@@ -169,6 +174,7 @@ def _train(args):
         "ema": args.ema,
         "arch": args.arch,
         "conditional": args.conditional,
+        "precision": args.precision,
     }
     given = {k: v for k, v in given.items() if v is not None}
     options = {
@@ -177,6 +183,8 @@ def _train(args):
         "out": args.out,
         "deterministic": args.deterministic,
         "eval_every": args.eval_every,
+        "steps_per_execution": args.steps_per_execution,
+        "xla": args.xla,
     }
     # Every range is checked here, before TensorFlow loads: a mistake answers at once, in one line.
     config = TrainConfig(**given, **{k: v for k, v in options.items() if v is not None})
@@ -192,6 +200,8 @@ def _train(args):
             checkpoint_every=args.checkpoint_every,
             deterministic=args.deterministic,
             eval_every=args.eval_every,
+            steps_per_execution=args.steps_per_execution,
+            xla=args.xla,
             expect=given,
         )
     return training.train(config)

@@ -5,6 +5,23 @@ import time
 
 import keras
 
+from prendas.data import epoch_order
+
+
+class EpochOrder(keras.callbacks.Callback):
+    """Before each epoch, hands the GAN the order in which it visits its images, drawn from (seed, epoch).
+
+    One small transfer per epoch: the images themselves never leave the device.
+    """
+
+    def __init__(self, gan, seed):
+        super().__init__()
+        self.gan = gan
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.gan.set_epoch_order(epoch_order(int(self.gan.epoch_order.shape[0]), self.seed, epoch))
+
 
 class RunRecorder(keras.callbacks.Callback):
     """Keeps the run's history and progress frames; checkpoints every K epochs; writes the final files.

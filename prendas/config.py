@@ -19,10 +19,12 @@ _INT_RANGES = {
     "checkpoint_every": (1, 100_000),
     "eval_every": (0, 100_000),
     "eval_samples": (100, 60_000),
+    "steps_per_execution": (1, 10_000),
 }
 _LR_FIELDS = ("g_lr", "d_lr")
-_CHOICES = {"loss": ("bce", "wgan-gp", "hinge"), "arch": ("dcgan", "deep")}
-_BOOL_FIELDS = ("deterministic", "spectral_norm", "conditional")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+_CHOICES = {"loss": ("bce", "wgan-gp", "hinge"), "arch": ("dcgan", "deep"), "precision": PRECISIONS}
+_BOOL_FIELDS = ("deterministic", "spectral_norm", "conditional", "xla")
 
 # What each loss does when --d-steps and the Adam betas are left unset: the DCGAN tutorial for bce
 # (Keras's Adam defaults), the WGAN-GP paper (Gulrajani et al. 2017: 5 critic steps, betas 0 and
@@ -59,6 +61,10 @@ class TrainConfig:
     ema: float = 0.0  # decay of the generator's moving average for samples and saved models (0: off)
     arch: str = "dcgan"  # dcgan (the tutorial's networks) or deep (one more block, more filters)
     conditional: bool = False  # both networks see the class label: ask for a given garment
+    # How the steps run (the same results, at another speed; `precision` changes the numbers a little).
+    steps_per_execution: int = 1  # training steps per compiled call: fewer round trips to the device
+    xla: bool = False  # compile the step with XLA (measured: slower on the CPU, see BENCHMARKS.md)
+    precision: str = "float32"  # or mixed_bfloat16 / mixed_float16 (float16 with loss scaling)
 
     def __post_init__(self):
         for name, (low, high) in _INT_RANGES.items():
@@ -112,6 +118,7 @@ class TrainConfig:
         """The settings that shape the networks and their training, in a few words ('hinge+sn+ema0.999')."""
         parts = [self.loss] + (["sn"] if self.spectral_norm else []) + ([f"ema{self.ema:g}"] if self.ema else [])
         parts += ([self.arch] if self.arch != "dcgan" else []) + (["cond"] if self.conditional else [])
+        parts += {"float32": [], "mixed_bfloat16": ["bf16"], "mixed_float16": ["fp16"]}[self.precision]
         return "+".join(parts)
 
     def replace(self, **changes):

@@ -1,4 +1,4 @@
-"""Fashion-MNIST: find the files, check them, choose the training images, batch them.
+"""Fashion-MNIST: find the files, check them, choose the training images, order each epoch.
 
 The four upstream files (`*-ubyte.gz`, IDX format) are looked for, in order, in
 `$FASHION_MNIST_DIR`, the Debian/Ubuntu package `dataset-fashion-mnist`, and the Keras cache;
@@ -7,7 +7,6 @@ only when none has them does Keras download them.
 
 import dataclasses
 import gzip
-import itertools
 import os
 import struct
 import zlib
@@ -155,19 +154,30 @@ def select_images(data, n, seed):
     return images, labels, record
 
 
-def epoch_batches(images, batch_size, seed, first_epoch=0, labels=None):
-    """Batches for ever, each epoch in its own order drawn from (seed, epoch).
+def epoch_order(n_images, seed, epoch):
+    """The order in which epoch `epoch` visits the images: a permutation drawn from (seed, epoch).
 
     Epoch e's order does not depend on what came before, so a run resumed at epoch e sees the
-    same batches as one that never stopped. The last batch of an epoch may be short. Each batch
-    is a 1-tuple (images,), or (images, labels) when labels are given, as Keras expects from a
-    generator.
+    same batches as one that never stopped. Step i of the epoch takes the images at positions
+    i*B .. i*B+B-1 of it; the last step of an epoch may be short.
     """
-    for epoch in itertools.count(first_epoch):
-        order = np.random.default_rng([seed, 2, epoch]).permutation(len(images))
-        for start in range(0, len(images), batch_size):
-            chosen = order[start : start + batch_size]
-            yield (images[chosen],) if labels is None else (images[chosen], labels[chosen])
+    return np.random.default_rng([seed, 2, epoch]).permutation(n_images).astype(np.int32)
+
+
+def step_indices(steps):
+    """What fit() iterates over in an epoch: the step numbers 0 .. steps-1, and nothing else.
+
+    The images themselves stay in the GAN's device memory (GAN.attach_data); a step uses its number
+    to take its batch there, so no image crosses from the host during training. With TensorFlow this
+    is a tf.data pipeline (no Python per step); other backends get an array.
+    """
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.data.Dataset.range(steps)
+    return np.arange(steps, dtype=np.int32)
 
 
 def steps_per_epoch(n_images, batch_size):

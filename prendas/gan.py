@@ -16,9 +16,9 @@ if keras.backend.backend() == "tensorflow":
 class GAN(keras.Model):
     """A generator and a discriminator trained against each other.
 
-    The batches are uint8 images (B, 28, 28), with their labels (B,) for a conditional GAN; the
-    step scales the images to [-1, 1] itself so that the data stays small on its way to the
-    device. `loss` is bce, wgan-gp or hinge; the generator takes one step for every `d_steps`
+    The training images live in device memory (`attach_data`); each step takes its batch there,
+    by its step number in the epoch and the epoch's order (`set_epoch_order`), and scales it to
+    [-1, 1] itself. fit() only hands it the step number. `loss` is bce, wgan-gp or hinge; the generator takes one step for every `d_steps`
     discriminator steps; with `ema` > 0 a moving average of the generator's weights
     (`ema_generator`) is kept for samples, saved models and evaluation.
     """
@@ -42,6 +42,38 @@ class GAN(keras.Model):
         self.noise_seed = keras.random.SeedGenerator(seed=None, name="noise_seed")
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+
+    def attach_data(self, images, labels=None, batch_size=256):
+        """Keep the training images uint8 (N, 28, 28) [and labels (N,)] in device memory, in batches of batch_size.
+
+        Pixels and labels are stored as float16, in which 0..255 are exact: half the size of float32,
+        and a type that every device can gather from.
+        """
+        n = len(images)
+        self.batch_size = int(batch_size)
+        self.train_images = keras.Variable(np.asarray(images, np.float16), trainable=False, name="train_images")
+        self.train_labels = None
+        if self.conditional:
+            if labels is None:
+                raise ValueError("a conditional GAN trains on labelled images")
+            self.train_labels = keras.Variable(np.asarray(labels, np.float16), trainable=False, name="train_labels")
+        self.epoch_order = keras.Variable(np.arange(n, dtype=np.int32), trainable=False, name="epoch_order")
+
+    def set_epoch_order(self, order):
+        """The order in which the coming epoch visits the attached images (a permutation of 0..N-1)."""
+        self.epoch_order.assign(np.asarray(order, np.int32))
+
+    def take_batch(self, step):
+        """Step `step` of the epoch: the images at positions step*B .. step*B+B-1 of its order, in [-1, 1].
+
+        The last step of an epoch takes what is left, so it may be short.
+        """
+        n = ops.shape(self.epoch_order)[0]
+        start = ops.cast(step, "int32") * self.batch_size
+        chosen = ops.take(self.epoch_order, ops.arange(start, ops.minimum(start + self.batch_size, n)))
+        real = ops.expand_dims(ops.cast(ops.take(self.train_images, chosen, axis=0), "float32") / 127.5 - 1.0, -1)
+        labels = None if self.train_labels is None else ops.cast(ops.take(self.train_labels, chosen), "int32")
+        return real, labels
 
     @property
     def metrics(self):
@@ -83,8 +115,7 @@ class GAN(keras.Model):
     def train_step(self, data):
         if keras.backend.backend() != "tensorflow":
             raise PrendasError(f"training runs on the TensorFlow backend; KERAS_BACKEND is {keras.backend.backend()}")
-        real, labels = (data[0], data[1]) if isinstance(data, (tuple, list)) and len(data) > 1 else (_first(data), None)
-        real = ops.expand_dims(ops.cast(real, "float32") / 127.5 - 1.0, -1)
+        real, labels = self.take_batch(ops.reshape(_first(data), (-1,))[0])
         # The noise batch follows the real batch, so the short last batch of an epoch is paired
         # with as many fakes as it has real images.
         batch = ops.shape(real)[0]
@@ -112,10 +143,11 @@ class GAN(keras.Model):
         return z, keras.random.randint((batch, 1), 0, NUM_CLASSES, seed=self.noise_seed, dtype="int32")
 
     def _generate(self, z, fake_labels, training):
-        return self.generator([z, fake_labels] if self.conditional else z, training=training)
+        # float32 out, whatever the precision inside: fakes meet the real images (float32) next.
+        return ops.cast(self.generator([z, fake_labels] if self.conditional else z, training=training), "float32")
 
     def _judge(self, images, labels, training=True):
-        return self.discriminator([images, labels] if self.conditional else images, training=training)
+        return ops.cast(self.discriminator([images, labels] if self.conditional else images, training=training), "float32")
 
     def _d_loss(self, real, fake, real_out, fake_out, labels):
         """The discriminator's loss, with the gradient penalty for WGAN-GP."""
@@ -141,8 +173,8 @@ class GAN(keras.Model):
             real_out, fake_out = out[:batch], out[batch:]
             d_loss = self._d_loss(real, fake, real_out, fake_out, real_labels)
             g_loss = generator_loss(fake_out, self.loss_name)
-        g_grads = g_tape.gradient(g_loss, self.generator.trainable_variables)
-        d_grads = d_tape.gradient(d_loss, self.discriminator.trainable_variables)
+        g_grads = g_tape.gradient(self.g_optimizer.scale_loss(g_loss), self.generator.trainable_variables)
+        d_grads = d_tape.gradient(self.d_optimizer.scale_loss(d_loss), self.discriminator.trainable_variables)
         self.g_optimizer.apply_gradients(zip(g_grads, self.generator.trainable_variables))
         self.d_optimizer.apply_gradients(zip(d_grads, self.discriminator.trainable_variables))
         return d_loss, g_loss
@@ -156,7 +188,7 @@ class GAN(keras.Model):
             out = self._judge(ops.concatenate([real, fake], axis=0), both)
             # The penalty's interpolates pair each real image with a fake of the real image's class.
             d_loss = self._d_loss(real, fake, out[:batch], out[batch:], real_labels)
-        d_grads = d_tape.gradient(d_loss, self.discriminator.trainable_variables)
+        d_grads = d_tape.gradient(self.d_optimizer.scale_loss(d_loss), self.discriminator.trainable_variables)
         self.d_optimizer.apply_gradients(zip(d_grads, self.discriminator.trainable_variables))
         return d_loss
 
@@ -165,7 +197,7 @@ class GAN(keras.Model):
         with tf.GradientTape() as g_tape:
             fake_out = self._judge(self._generate(z, fake_labels, training=True), fake_labels)
             g_loss = generator_loss(fake_out, self.loss_name)
-        g_grads = g_tape.gradient(g_loss, self.generator.trainable_variables)
+        g_grads = g_tape.gradient(self.g_optimizer.scale_loss(g_loss), self.generator.trainable_variables)
         self.g_optimizer.apply_gradients(zip(g_grads, self.generator.trainable_variables))
         self.g_loss_tracker.update_state(g_loss, sample_weight=ops.cast(batch, "float32"))
         return tf.constant(0.0)

@@ -14,9 +14,9 @@ import keras
 import numpy as np
 
 from prendas import PrendasError, __version__, artifacts
-from prendas.callbacks import ProgressLogger, RunRecorder
+from prendas.callbacks import EpochOrder, ProgressLogger, RunRecorder
 from prendas.config import TrainConfig
-from prendas.data import epoch_batches, load_fashion_mnist, select_images, steps_per_epoch
+from prendas.data import load_fashion_mnist, select_images, step_indices, steps_per_epoch
 from prendas.gan import GAN, balanced_labels, generate_images, latent_batch
 from prendas.models import build_discriminator, build_generator
 
@@ -42,6 +42,8 @@ def resume(
     checkpoint_every=None,
     deterministic=None,
     eval_every=None,
+    steps_per_execution=None,
+    xla=None,
     expect=None,
     callbacks=(),
     log=print,
@@ -49,7 +51,8 @@ def resume(
     """Continue the run saved in `checkpoint` for `epochs` more epochs; its tag reads 'E0+E'.
 
     The new files go under `out`, by default the folder that holds the checkpoint's `checkpoints/`.
-    Everything else (batch size, images, learning rates, seed) is the checkpoint's; `expect`, a
+    How the steps run (steps_per_execution, xla) may change; everything else (batch size, images,
+    learning rates, seed, precision) is the checkpoint's; `expect`, a
     dict of such settings, makes any difference from the checkpoint an error.
     """
     TrainConfig(epochs=epochs, checkpoint_every=checkpoint_every or 1)  # range checks before the heavy load
@@ -64,7 +67,8 @@ def resume(
     if out is None:
         out = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else Path(".")
     changes = {"epochs": epochs, "out": str(out), "checkpoint_every": checkpoint_every,
-               "deterministic": deterministic, "eval_every": eval_every}
+               "deterministic": deterministic, "eval_every": eval_every,
+               "steps_per_execution": steps_per_execution, "xla": xla}
     config = config.replace(**{k: v for k, v in changes.items() if v is not None})
     _check_out(config.out)
     images, data = _training_images(config)
@@ -98,21 +102,30 @@ def build_gan(config):
     def generator():
         return build_generator(config.latent_dim, config.arch, config.conditional)
 
-    # Dropout is the tutorial's; a WGAN-GP critic and a hinge discriminator train without it, as in their papers.
-    discriminator = build_discriminator(
-        config.arch, dropout=0.3 if config.loss == "bce" else 0.0, spectral_norm=config.spectral_norm,
-        conditional=config.conditional,
-    )
-    gan = GAN(
-        generator(), discriminator, loss=config.loss, d_steps=config.resolved("d_steps"), ema=config.ema,
-        ema_generator=generator() if config.ema else None,
-    )
+    # The layers compute in the chosen precision (their weights stay float32); the policy is global in
+    # Keras, so it is set only while the networks are built.
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config.precision)
+    try:
+        # Dropout is the tutorial's; a WGAN-GP critic and a hinge discriminator train without it, as in their papers.
+        discriminator = build_discriminator(
+            config.arch, dropout=0.3 if config.loss == "bce" else 0.0, spectral_norm=config.spectral_norm,
+            conditional=config.conditional,
+        )
+        gan = GAN(
+            generator(), discriminator, loss=config.loss, d_steps=config.resolved("d_steps"), ema=config.ema,
+            ema_generator=generator() if config.ema else None,
+        )
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
     betas = {"beta_1": config.resolved("beta_1"), "beta_2": config.resolved("beta_2")}
-    gan.compile(
-        d_optimizer=keras.optimizers.Adam(config.d_lr, **betas, name="d_adam"),
-        g_optimizer=keras.optimizers.Adam(config.g_lr, **betas, name="g_adam"),
-        jit_compile=False,  # measured: on the CPU plain tf.function is faster than XLA
-    )
+    optimizers = {
+        "d_optimizer": keras.optimizers.Adam(config.d_lr, **betas, name="d_adam"),
+        "g_optimizer": keras.optimizers.Adam(config.g_lr, **betas, name="g_adam"),
+    }
+    if config.precision == "mixed_float16":  # float16 gradients underflow without a loss scale
+        optimizers = {k: keras.optimizers.LossScaleOptimizer(o, name=o.name + "_scaled") for k, o in optimizers.items()}
+    gan.compile(**optimizers, steps_per_execution=config.steps_per_execution, jit_compile=config.xla)
     gan.build_optimizers()
     return gan
 
@@ -146,13 +159,14 @@ def _fit(run, images, callbacks, log):
     for callback in callbacks:
         if hasattr(callback, "set_run"):  # callbacks that want the run's history and frames (NotebookMonitor)
             callback.set_run(run)
+    run.gan.attach_data(images, labels, config.batch_size)  # into device memory, once
     run.gan.fit(
-        epoch_batches(images, config.batch_size, config.seed, run.first_epoch, labels),
-        steps_per_epoch=steps,
+        step_indices(steps),  # each step takes its batch from the attached images by its number
+        batch_size=1,  # (for the backends that get an array of step numbers)
         epochs=run.last_epoch,
         initial_epoch=run.first_epoch,
-        shuffle=False,  # epoch_batches shuffles, reproducibly from the seed
-        callbacks=[RunRecorder(run), ProgressLogger(run, log), *callbacks],
+        shuffle=False,  # EpochOrder shuffles, reproducibly from the seed
+        callbacks=[EpochOrder(run.gan, config.seed), RunRecorder(run), ProgressLogger(run, log), *callbacks],
         verbose=0,
     )
     log(

@@ -45,6 +45,8 @@ def _refused(capsys, folder, argv, message):
         (["--beta-1", "1"], "--beta-1"),
         (["--loss", "lsgan"], "argument --loss: invalid choice: 'lsgan'"),
         (["--arch", "resnet"], "argument --arch: invalid choice"),
+        (["--steps-per-execution", "0"], "--steps-per-execution"),
+        (["--precision", "float8"], "argument --precision: invalid choice"),
     ],
 )
 def test_train_refuses_bad_settings(capsys, tmp_path, args, message):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from prendas import PrendasError, data
-from prendas.data import epoch_batches, load_fashion_mnist, select_images
+from prendas.data import epoch_order, load_fashion_mnist, select_images
 
 
 @pytest.fixture(scope="module")
@@ -153,19 +153,8 @@ def test_subset_size_out_of_range(mnist, n):
         select_images(mnist, n, seed=0)
 
 
-def test_epoch_batches_cover_every_image_once_and_end_short():
-    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1)
-    stream = epoch_batches(images, batch_size=4, seed=0)
-    epoch = [next(stream)[0] for _ in range(3)]
-    assert [len(b) for b in epoch] == [4, 4, 2]
-    assert sorted(np.concatenate(epoch).ravel().tolist()) == list(range(10))
-    next_epoch = np.concatenate([next(stream)[0] for _ in range(3)]).ravel()
-    assert not np.array_equal(np.concatenate(epoch).ravel(), next_epoch)  # reshuffled
-
-
-def test_epoch_batches_resume_mid_stream():
-    images = np.arange(50, dtype=np.uint8).reshape(50, 1, 1)
-    straight = epoch_batches(images, batch_size=8, seed=4)
-    batches = [next(straight)[0] for _ in range(7 * 3)]
-    resumed = epoch_batches(images, batch_size=8, seed=4, first_epoch=2)
-    assert all(np.array_equal(next(resumed)[0], b) for b in batches[14:])
+def test_each_epoch_has_its_own_order_drawn_from_seed_and_epoch_alone():
+    first, second = epoch_order(10, seed=0, epoch=0), epoch_order(10, seed=0, epoch=1)
+    assert sorted(first.tolist()) == list(range(10)) and sorted(second.tolist()) == list(range(10))
+    assert not np.array_equal(first, second)  # reshuffled every epoch
+    assert not np.array_equal(epoch_order(50, seed=4, epoch=2), epoch_order(50, seed=5, epoch=2))

@@ -40,8 +40,23 @@ def test_generate_images_follows_the_latent_seed():
     assert a.shape == (5, 28, 28) and a.dtype == np.uint8 and np.array_equal(a, b)
 
 
+def test_steps_take_their_batches_from_the_attached_images_in_the_epochs_order():
+    gan = build_gan(TrainConfig(latent_dim=8))
+    images = np.arange(10, dtype=np.uint8).repeat(784).reshape(10, 28, 28) * 25  # image i is all 25*i
+    gan.attach_data(images, batch_size=4)
+    order = np.array([3, 9, 0, 4, 7, 1, 8, 2, 6, 5])
+    gan.set_epoch_order(order)
+    seen = []
+    for step in range(3):
+        real, labels = gan.take_batch(step)
+        assert labels is None and float(np.min(real)) >= -1 and float(np.max(real)) <= 1
+        seen.append(np.rint((np.asarray(real)[:, 0, 0, 0] + 1) * 127.5 / 25).astype(int).tolist())
+    assert seen == [[3, 9, 0, 4], [7, 1, 8, 2], [6, 5]]  # the last step of an epoch is short
+
+
 def test_short_last_batch_gets_as_many_fakes_as_reals(monkeypatch):
     gan = build_gan(TrainConfig(latent_dim=8))
+    gan.attach_data(np.zeros((10, 28, 28), np.uint8), batch_size=7)
     drawn = []
     normal = keras.random.normal
 
@@ -50,7 +65,7 @@ def test_short_last_batch_gets_as_many_fakes_as_reals(monkeypatch):
         return normal(shape, *args, **kwargs)
 
     monkeypatch.setattr(keras.random, "normal", spy)
-    for batch in (7, 3):
-        logs = gan.train_step((np.zeros((batch, 28, 28), np.uint8),))
+    for step in (0, 1):
+        logs = gan.train_step(np.array([step]))
         assert np.isfinite(float(logs["d_loss"])) and np.isfinite(float(logs["g_loss"]))
     assert drawn == [(7, 8), (3, 8)]

@@ -109,7 +109,8 @@ def test_ema_is_the_moving_average_of_the_generator():
     gan = build_gan(TrainConfig(latent_dim=8, ema=0.999))
     before = [np.asarray(v) for v in gan.generator.variables]
     assert all(np.array_equal(a, np.asarray(e)) for a, e in zip(before, gan.ema_generator.variables))
-    gan.train_step((np.random.default_rng(0).integers(0, 256, (8, 28, 28), dtype=np.uint8),))
+    gan.attach_data(np.random.default_rng(0).integers(0, 256, (8, 28, 28), dtype=np.uint8), batch_size=8)
+    gan.train_step(np.array([0]))
     after = [np.asarray(v) for v in gan.generator.variables]
     decay = min(0.999, (1 + 1) / (10 + 1))  # the warm-up after the first generator step
     changed = 0

@@ -126,6 +126,19 @@ def test_resume_continues_exactly(first_run, tmp_path):
     assert Image.open(out / f"images/progress_{resumed_tag}.gif").n_frames == 4  # frames of all 4 epochs
 
 
+def test_several_steps_per_call_train_exactly_as_one(tmp_path):
+    """--steps-per-execution changes how steps are dispatched, not what they compute (3 does not divide 5 steps)."""
+    runs = [
+        train(TrainConfig(epochs=2, images=300, batch_size=64, seed=5, deterministic=True, steps_per_execution=k,
+                          out=str(tmp_path / str(k))), log=lambda line: None)
+        for k in (1, 3)
+    ]
+    assert int(runs[1].gan.d_optimizer.iterations) == 10  # 5 steps an epoch: none lost or added at the ends
+    for a, b in zip(runs[0].gan.generator.get_weights(), runs[1].gan.generator.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    assert [h["d_loss"] for h in runs[0].history] == pytest.approx([h["d_loss"] for h in runs[1].history], abs=1e-6)
+
+
 def test_a_killed_run_leaves_a_loadable_checkpoint(tmp_path):
     """SIGKILL a run while it rewrites its checkpoint every epoch: the checkpoint still loads and resumes."""
     cmd = [sys.executable, "-m", "prendas", "train", "--epochs", 1000, "--images", 64, "--batch-size", 64, "--out", tmp_path]
