@@ -1,4 +1,4 @@
-"""Command line: python -m prendas {train,generate,evaluate,results,evaluator} ... (--help on each).
+"""Command line: python -m prendas {train,generate,evaluate,results,evaluator,bench} ... (--help on each).
 
 A user's mistake prints one line on stderr and exits with status 2, having written nothing.
 """
@@ -102,6 +102,21 @@ def _parser():
     r.add_argument("folders", nargs="*", default=["."], help="folders to search (default: the current one)")
     r.add_argument("--out", default="RESULTS.md", help="the markdown file to write (default RESULTS.md)")
 
+    b = commands.add_parser(
+        "bench",
+        help="training speed: the project's step beside TensorFlow's tutorial loop",
+        description="Measure training throughput (images/s) of the project's step and, alternating in the same "
+        "process, of a plain loop written as TensorFlow's DCGAN tutorial writes it: same networks, batch and "
+        "images. Prints medians, their ratio, FLOPs per image, achieved FLOP/s and peak memory.",
+    )
+    b.add_argument("--batch-size", type=int, default=256, help="images per step (default 256)")
+    b.add_argument("--steps", type=int, default=10, help="steps in each timed run (default 10; on a GPU, a few hundred)")
+    b.add_argument("--repeats", type=int, default=3, help="timed runs of each loop, alternating (default 3)")
+    b.add_argument("--steps-per-execution", type=int, default=1, help="the project's steps per compiled call (default 1)")
+    b.add_argument("--precision", choices=PRECISIONS, default="float32", help="the project's precision (default float32)")
+    b.add_argument("--xla", action="store_true", help="compile the project's step with XLA")
+    b.add_argument("--json", default=None, help="also write the figures to this JSON file")
+
     e = commands.add_parser(
         "evaluator",
         help="the feature network behind the quality figures",
@@ -139,6 +154,28 @@ def _results(args):
         raise PrendasError(f"--out must name a .md file, got {args.out}")
     runs = write_results(args.folders, args.out)
     print(f"wrote {args.out}: {len(runs)} runs, {sum(1 for _, e, _ in runs if e)} evaluated")
+
+
+def _bench(args):
+    for name, low, high in (("batch_size", 1, 60_000), ("steps", 1, 100_000), ("repeats", 1, 1000),
+                            ("steps_per_execution", 1, 10_000)):
+        if not low <= getattr(args, name) <= high:
+            raise PrendasError(f"--{name.replace('_', '-')} must be from {low} to {high}, got {getattr(args, name)}")
+    if args.steps % args.steps_per_execution:
+        raise PrendasError(f"--steps ({args.steps}) must be a multiple of --steps-per-execution ({args.steps_per_execution})")
+    if args.json is not None and not args.json.endswith(".json"):
+        raise PrendasError(f"--json must name a .json file, got {args.json}")
+    if args.json is not None and not Path(args.json).parent.is_dir():
+        raise PrendasError(f"--json: folder {Path(args.json).parent} does not exist")
+    from prendas.bench import run_benchmark
+
+    result = run_benchmark(batch_size=args.batch_size, steps=args.steps, repeats=args.repeats,
+                           steps_per_execution=args.steps_per_execution, xla=args.xla, precision=args.precision)
+    if args.json:
+        from prendas.artifacts import write_json
+
+        write_json(args.json, result)
+        print(f"saved {args.json}")
 
 
 def _evaluator(args):
@@ -254,7 +291,8 @@ def class_index(name):
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        {"train": _train, "generate": _generate, "evaluate": _evaluate, "results": _results, "evaluator": _evaluator}[args.command](args)
+        {"train": _train, "generate": _generate, "evaluate": _evaluate, "results": _results, "evaluator": _evaluator,
+         "bench": _bench}[args.command](args)
     except PrendasError as e:
         print(f"prendas {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,211 @@
+"""Training throughput, side by side: the project's step against a plain baseline written the way
+TensorFlow's DCGAN tutorial writes it (a tf.function step with two GradientTapes over tf.data batches).
+
+Same networks, same batch size, same Adam settings, same images. The two alternate in one process
+(project, baseline, project, baseline, ...) so that whatever else the machine does falls on both; the
+figures are medians over the repetitions. FLOPs are counted from the layers, so achieved FLOP/s can
+be read against the hardware's peak.
+"""
+
+import os
+import platform
+import resource
+import statistics
+import time
+
+import keras
+import numpy as np
+
+from prendas import PrendasError
+from prendas.config import TrainConfig
+from prendas.models import build_discriminator, build_generator
+
+
+def forward_flops(model):
+    """FLOPs (2 x multiply-adds) of one image through the model's Dense and convolution layers.
+
+    A transposed convolution is counted per input pixel (each spreads a kernel over the output), a
+    convolution per output pixel; biases, activations and normalization are left out (they are small).
+    """
+    macs = 0
+    for layer in model.layers:
+        inner = layer.layer if isinstance(layer, keras.layers.SpectralNormalization) else layer
+        if isinstance(inner, keras.layers.Conv2DTranspose):
+            macs += int(np.prod(layer.input.shape[1:3])) * int(np.prod(inner.kernel.shape))
+        elif isinstance(inner, keras.layers.Conv2D):
+            macs += int(np.prod(layer.output.shape[1:3])) * int(np.prod(inner.kernel.shape))
+        elif isinstance(inner, keras.layers.Dense):
+            macs += int(np.prod(inner.kernel.shape))
+    return 2 * macs
+
+
+def step_flops(generator, discriminator):
+    """FLOPs of one bce training step per real image: the generator forward and backward (about 3x its
+    forward), the discriminator forward and backward on a real and a fake image (2 x 3x its forward)."""
+    return 3 * forward_flops(generator) + 6 * forward_flops(discriminator)
+
+
+def machine_name():
+    """The processor (or GPU) in a few words, for the record."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"{len(gpus)} x {details.get('device_name', 'GPU')}"
+    name = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} CPUs"
+
+
+class TutorialBaseline:
+    """TensorFlow's DCGAN tutorial loop, as written there: float images in a tf.data pipeline
+    (shuffle, batch), a @tf.function step with two GradientTapes, the discriminator called on real and
+    fake images separately, Keras's BinaryCrossentropy, Adam at 1e-4."""
+
+    def __init__(self, images, batch_size, latent_dim, seed):
+        import tensorflow as tf
+
+        keras.utils.set_random_seed(seed)
+        self.generator = build_generator(latent_dim)
+        self.discriminator = build_discriminator()
+        g_opt, d_opt = keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4)
+        cross_entropy = keras.losses.BinaryCrossentropy(from_logits=True)
+        train_images = (images.reshape(-1, 28, 28, 1).astype("float32") - 127.5) / 127.5
+        dataset = tf.data.Dataset.from_tensor_slices(train_images).shuffle(len(train_images)).batch(batch_size)
+        self.iterator = iter(dataset.repeat())
+        generator, discriminator = self.generator, self.discriminator
+
+        @tf.function
+        def train_step(images):
+            noise = tf.random.normal([batch_size, latent_dim])
+            with tf.GradientTape() as gen_tape, tf.GradientTape() as disc_tape:
+                generated_images = generator(noise, training=True)
+                real_output = discriminator(images, training=True)
+                fake_output = discriminator(generated_images, training=True)
+                gen_loss = cross_entropy(tf.ones_like(fake_output), fake_output)
+                disc_loss = cross_entropy(tf.ones_like(real_output), real_output) + cross_entropy(
+                    tf.zeros_like(fake_output), fake_output
+                )
+            g_grads = gen_tape.gradient(gen_loss, generator.trainable_variables)
+            d_grads = disc_tape.gradient(disc_loss, discriminator.trainable_variables)
+            g_opt.apply_gradients(zip(g_grads, generator.trainable_variables))
+            d_opt.apply_gradients(zip(d_grads, discriminator.trainable_variables))
+            return disc_loss
+
+        self.train_step = train_step
+
+    def run(self, steps):
+        """`steps` training steps; returns once the last one has finished."""
+        for _ in range(steps):
+            loss = self.train_step(next(self.iterator))
+        return float(loss)  # waits for the device
+
+
+class ProjectStep:
+    """The project's training, as `prendas train` runs it: the GAN's compiled train function (what fit()
+    calls) over its device-resident images, steps_per_execution steps per call."""
+
+    def __init__(self, images, config):
+        import tensorflow as tf
+
+        from prendas.train import build_gan
+
+        self.gan = build_gan(config)
+        self.gan.attach_data(images, None, config.batch_size)
+        steps_per_epoch = len(images) // config.batch_size
+        self.iterator = iter(tf.data.Dataset.range(steps_per_epoch).repeat())
+        self.per_call = config.steps_per_execution
+        self.gan.make_train_function()
+
+    def run(self, steps):
+        for _ in range(steps // self.per_call):
+            logs = self.gan.train_function(self.iterator)
+        return float(logs["d_loss"])  # waits for the device
+
+
+def run_benchmark(batch_size=256, steps=10, repeats=3, latent_dim=100, steps_per_execution=1, xla=False,
+                  precision="float32", seed=0, log=print):
+    """Both loops, alternating, `repeats` times `steps` steps each after a warm-up; the medians and the rest."""
+    if keras.backend.backend() != "tensorflow":
+        raise PrendasError("the benchmark compares against TensorFlow's tutorial loop: run it with KERAS_BACKEND=tensorflow")
+    if steps % steps_per_execution:
+        raise PrendasError(f"--steps ({steps}) must be a multiple of --steps-per-execution ({steps_per_execution})")
+    import tensorflow as tf
+
+    from prendas.data import load_fashion_mnist
+
+    config = TrainConfig(batch_size=batch_size, latent_dim=latent_dim, seed=seed, steps_per_execution=steps_per_execution,
+                         xla=xla, precision=precision)
+    # Whole batches only (60,000 // B of them), so that neither side ever runs a short batch.
+    images = load_fashion_mnist().x_train
+    images = images[: len(images) // batch_size * batch_size]
+    if not len(images):
+        raise PrendasError(f"--batch-size {batch_size} is larger than the 60,000 training images")
+    sides = {"project": ProjectStep(images, config), "baseline": TutorialBaseline(images, batch_size, latent_dim, seed)}
+    flops = step_flops(sides["project"].gan.generator, sides["project"].gan.discriminator)
+
+    def timed(side):
+        started = time.perf_counter()
+        sides[side].run(steps)
+        return steps * batch_size / (time.perf_counter() - started)
+
+    for side in sides:  # warm-up: tracing and the first steps are not measured
+        sides[side].run(steps)
+    rates = {side: [] for side in sides}
+    for _ in range(repeats):
+        for side in sides:
+            rates[side].append(timed(side))
+    project, baseline = statistics.median(rates["project"]), statistics.median(rates["baseline"])
+    gpus = tf.config.list_physical_devices("GPU")
+    memory = {"process_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    if gpus:
+        memory["gpu_peak_bytes"] = tf.config.experimental.get_memory_info("GPU:0")["peak"]
+    result = {
+        "machine": machine_name(),
+        "backend": keras.backend.backend(),
+        "device": "GPU" if gpus else "CPU",
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        "settings": {"batch_size": batch_size, "steps": steps, "repeats": repeats, "latent_dim": latent_dim,
+                     "steps_per_execution": steps_per_execution, "xla": xla, "precision": precision},
+        "project_images_per_s": round(project, 1),
+        "baseline_images_per_s": round(baseline, 1),
+        "ratio": round(project / baseline, 3),
+        "project_runs": [round(r, 1) for r in rates["project"]],
+        "baseline_runs": [round(r, 1) for r in rates["baseline"]],
+        "generator_forward_flops": forward_flops(sides["project"].gan.generator),
+        "discriminator_forward_flops": forward_flops(sides["project"].gan.discriminator),
+        "flops_per_image": flops,
+        "project_flops_per_s": round(project * flops),
+        "baseline_flops_per_s": round(baseline * flops),
+        "memory": memory,
+    }
+    log(format_report(result))
+    return result
+
+
+def format_report(r):
+    s = r["settings"]
+    compiled = "XLA" if s["xla"] else "tf.function"
+    lines = [
+        f"machine: {r['machine']}; {r['backend']} on {r['device']} (TensorFlow {r['versions']['tensorflow']})",
+        f"batch {s['batch_size']}, {s['precision']}, {s['steps_per_execution']} step(s) per call, {compiled}; "
+        f"medians of {s['repeats']} alternating runs of {s['steps']} steps",
+        f"{'':22}{'images/s':>10}{'GFLOP/s':>10}   runs",
+        f"{'project step':22}{r['project_images_per_s']:>10,.0f}{r['project_flops_per_s'] / 1e9:>10.1f}   "
+        + " ".join(f"{x:,.0f}" for x in r["project_runs"]),
+        f"{'tutorial baseline':22}{r['baseline_images_per_s']:>10,.0f}{r['baseline_flops_per_s'] / 1e9:>10.1f}   "
+        + " ".join(f"{x:,.0f}" for x in r["baseline_runs"]),
+        f"ratio project / baseline: {r['ratio']:.2f}",
+        f"FLOPs per image: generator {r['generator_forward_flops'] / 1e6:.1f} M forward, discriminator "
+        f"{r['discriminator_forward_flops'] / 1e6:.1f} M forward, one training step {r['flops_per_image'] / 1e9:.3f} G",
+        f"peak memory: {r['memory']['process_peak_rss_bytes'] / 2**30:.2f} GiB (the process, both loops)"
+        + (f", GPU {r['memory']['gpu_peak_bytes'] / 2**30:.2f} GiB" if "gpu_peak_bytes" in r["memory"] else ""),
+    ]
+    return "\n".join(lines)
