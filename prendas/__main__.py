@@ -115,6 +115,8 @@ def _parser():
     b.add_argument("--steps-per-execution", type=int, default=1, help="the project's steps per compiled call (default 1)")
     b.add_argument("--precision", choices=PRECISIONS, default="float32", help="the project's precision (default float32)")
     b.add_argument("--xla", action="store_true", help="compile the project's step with XLA")
+    b.add_argument("--backend", choices=("tensorflow", "jax"), default=None,
+                   help="Keras backend (default: KERAS_BACKEND, else tensorflow); on jax the project's step runs alone")
     b.add_argument("--json", default=None, help="also write the figures to this JSON file")
 
     e = commands.add_parser(
@@ -167,6 +169,10 @@ def _bench(args):
         raise PrendasError(f"--json must name a .json file, got {args.json}")
     if args.json is not None and not Path(args.json).parent.is_dir():
         raise PrendasError(f"--json: folder {Path(args.json).parent} does not exist")
+    if args.backend:
+        if "keras" in sys.modules and sys.modules["keras"].backend.backend() != args.backend:
+            raise PrendasError(f"--backend {args.backend}: Keras is already running on {sys.modules['keras'].backend.backend()}")
+        os.environ["KERAS_BACKEND"] = args.backend
     from prendas.bench import run_benchmark
 
     result = run_benchmark(batch_size=args.batch_size, steps=args.steps, repeats=args.repeats,

@@ -45,14 +45,33 @@ def step_flops(generator, discriminator):
     return 3 * forward_flops(generator) + 6 * forward_flops(discriminator)
 
 
-def machine_name():
-    """The processor (or GPU) in a few words, for the record."""
+def gpu_names():
+    """The GPUs the backend sees, by name."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return [d.device_kind for d in jax.devices() if d.platform == "gpu"]
     import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
+    return [tf.config.experimental.get_device_details(g).get("device_name", "GPU")
+            for g in tf.config.list_physical_devices("GPU")]
+
+
+def gpu_peak_bytes():
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
+    import tensorflow as tf
+
+    return tf.config.experimental.get_memory_info("GPU:0")["peak"]
+
+
+def machine_name():
+    """The processor (or GPU) in a few words, for the record."""
+    gpus = gpu_names()
     if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return f"{len(gpus)} x {details.get('device_name', 'GPU')}"
+        return f"{len(gpus)} x {gpus[0]}"
     name = platform.processor() or platform.machine()
     try:
         for line in open("/proc/cpuinfo"):
@@ -113,32 +132,51 @@ class ProjectStep:
     calls) over its device-resident images, steps_per_execution steps per call."""
 
     def __init__(self, images, config):
-        import tensorflow as tf
-
+        from prendas.data import step_indices
         from prendas.train import build_gan
 
         self.gan = build_gan(config)
         self.gan.attach_data(images, None, config.batch_size)
-        steps_per_epoch = len(images) // config.batch_size
-        self.iterator = iter(tf.data.Dataset.range(steps_per_epoch).repeat())
+        steps = step_indices(len(images) // config.batch_size)
+        self.jax = keras.backend.backend() == "jax"
+        if self.jax:
+            # JAX's train function is pure: it takes the variables' values and gives back new ones,
+            # as fit() does between syncs.
+            self.iterator = _forever(steps)
+            groups = (self.gan.trainable_variables, self.gan.non_trainable_variables, self.gan.optimizer.variables,
+                      self.gan.metrics_variables)
+            self.state = tuple([v.value for v in variables] for variables in groups)
+        else:
+            self.iterator = iter(steps.repeat())
         self.per_call = config.steps_per_execution
         self.gan.make_train_function()
 
     def run(self, steps):
         for _ in range(steps // self.per_call):
-            logs = self.gan.train_function(self.iterator)
+            if self.jax:
+                logs, self.state = self.gan.train_function(self.state, self.iterator)
+            else:
+                logs = self.gan.train_function(self.iterator)
         return float(logs["d_loss"])  # waits for the device
+
+
+def _forever(steps):
+    while True:
+        for step in steps:
+            yield np.asarray([step], np.int32)
 
 
 def run_benchmark(batch_size=256, steps=10, repeats=3, latent_dim=100, steps_per_execution=1, xla=False,
                   precision="float32", seed=0, log=print):
-    """Both loops, alternating, `repeats` times `steps` steps each after a warm-up; the medians and the rest."""
-    if keras.backend.backend() != "tensorflow":
-        raise PrendasError("the benchmark compares against TensorFlow's tutorial loop: run it with KERAS_BACKEND=tensorflow")
+    """Both loops, alternating, `repeats` times `steps` steps each after a warm-up; the medians and the rest.
+
+    On JAX the project's step runs alone: the tutorial's loop is TensorFlow code (its figures are None).
+    """
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "jax"):
+        raise PrendasError(f"the benchmark runs on the TensorFlow or JAX backend, not {backend}")
     if steps % steps_per_execution:
         raise PrendasError(f"--steps ({steps}) must be a multiple of --steps-per-execution ({steps_per_execution})")
-    import tensorflow as tf
-
     from prendas.data import load_fashion_mnist
 
     config = TrainConfig(batch_size=batch_size, latent_dim=latent_dim, seed=seed, steps_per_execution=steps_per_execution,
@@ -148,7 +186,9 @@ def run_benchmark(batch_size=256, steps=10, repeats=3, latent_dim=100, steps_per
     images = images[: len(images) // batch_size * batch_size]
     if not len(images):
         raise PrendasError(f"--batch-size {batch_size} is larger than the 60,000 training images")
-    sides = {"project": ProjectStep(images, config), "baseline": TutorialBaseline(images, batch_size, latent_dim, seed)}
+    sides = {"project": ProjectStep(images, config)}
+    if backend == "tensorflow":
+        sides["baseline"] = TutorialBaseline(images, batch_size, latent_dim, seed)
     flops = step_flops(sides["project"].gan.generator, sides["project"].gan.discriminator)
 
     def timed(side):
@@ -162,50 +202,67 @@ def run_benchmark(batch_size=256, steps=10, repeats=3, latent_dim=100, steps_per
     for _ in range(repeats):
         for side in sides:
             rates[side].append(timed(side))
-    project, baseline = statistics.median(rates["project"]), statistics.median(rates["baseline"])
-    gpus = tf.config.list_physical_devices("GPU")
+    project = statistics.median(rates["project"])
+    baseline = statistics.median(rates["baseline"]) if "baseline" in rates else None
+    gpus = gpu_names()
     memory = {"process_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
     if gpus:
-        memory["gpu_peak_bytes"] = tf.config.experimental.get_memory_info("GPU:0")["peak"]
+        memory["gpu_peak_bytes"] = gpu_peak_bytes()
     result = {
         "machine": machine_name(),
-        "backend": keras.backend.backend(),
+        "backend": backend,
         "device": "GPU" if gpus else "CPU",
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        "versions": {backend: _version(backend), "keras": keras.__version__},
         "settings": {"batch_size": batch_size, "steps": steps, "repeats": repeats, "latent_dim": latent_dim,
                      "steps_per_execution": steps_per_execution, "xla": xla, "precision": precision},
         "project_images_per_s": round(project, 1),
-        "baseline_images_per_s": round(baseline, 1),
-        "ratio": round(project / baseline, 3),
+        "baseline_images_per_s": None if baseline is None else round(baseline, 1),
+        "ratio": None if baseline is None else round(project / baseline, 3),
         "project_runs": [round(r, 1) for r in rates["project"]],
-        "baseline_runs": [round(r, 1) for r in rates["baseline"]],
+        "baseline_runs": [round(r, 1) for r in rates.get("baseline", [])],
         "generator_forward_flops": forward_flops(sides["project"].gan.generator),
         "discriminator_forward_flops": forward_flops(sides["project"].gan.discriminator),
         "flops_per_image": flops,
         "project_flops_per_s": round(project * flops),
-        "baseline_flops_per_s": round(baseline * flops),
+        "baseline_flops_per_s": None if baseline is None else round(baseline * flops),
         "memory": memory,
     }
     log(format_report(result))
     return result
 
 
+def _version(backend):
+    if backend == "jax":
+        import jax
+
+        return jax.__version__
+    import tensorflow as tf
+
+    return tf.__version__
+
+
 def format_report(r):
     s = r["settings"]
-    compiled = "XLA" if s["xla"] else "tf.function"
+    compiled = "XLA" if s["xla"] or r["backend"] == "jax" else "tf.function"
+    name = {"tensorflow": "TensorFlow", "jax": "JAX"}[r["backend"]]
+    baseline = (
+        f"{'tutorial baseline':22}{r['baseline_images_per_s']:>10,.0f}{r['baseline_flops_per_s'] / 1e9:>10.1f}   "
+        + " ".join(f"{x:,.0f}" for x in r["baseline_runs"])
+        if r["ratio"] is not None
+        else f"{'tutorial baseline':22}  (TensorFlow code: not run on the {name} backend)"
+    )
     lines = [
-        f"machine: {r['machine']}; {r['backend']} on {r['device']} (TensorFlow {r['versions']['tensorflow']})",
+        f"machine: {r['machine']}; {r['backend']} on {r['device']} ({name} {r['versions'][r['backend']]})",
         f"batch {s['batch_size']}, {s['precision']}, {s['steps_per_execution']} step(s) per call, {compiled}; "
         f"medians of {s['repeats']} alternating runs of {s['steps']} steps",
         f"{'':22}{'images/s':>10}{'GFLOP/s':>10}   runs",
         f"{'project step':22}{r['project_images_per_s']:>10,.0f}{r['project_flops_per_s'] / 1e9:>10.1f}   "
         + " ".join(f"{x:,.0f}" for x in r["project_runs"]),
-        f"{'tutorial baseline':22}{r['baseline_images_per_s']:>10,.0f}{r['baseline_flops_per_s'] / 1e9:>10.1f}   "
-        + " ".join(f"{x:,.0f}" for x in r["baseline_runs"]),
-        f"ratio project / baseline: {r['ratio']:.2f}",
+        baseline,
+        *([f"ratio project / baseline: {r['ratio']:.2f}"] if r["ratio"] is not None else []),
         f"FLOPs per image: generator {r['generator_forward_flops'] / 1e6:.1f} M forward, discriminator "
         f"{r['discriminator_forward_flops'] / 1e6:.1f} M forward, one training step {r['flops_per_image'] / 1e9:.3f} G",
         f"peak memory: {r['memory']['process_peak_rss_bytes'] / 2**30:.2f} GiB (the process, both loops)"
-        + (f", GPU {r['memory']['gpu_peak_bytes'] / 2**30:.2f} GiB" if "gpu_peak_bytes" in r["memory"] else ""),
+        + (f", GPU {r['memory']['gpu_peak_bytes'] / 2**30:.2f} GiB" if r["memory"].get("gpu_peak_bytes") else ""),
     ]
     return "\n".join(lines)

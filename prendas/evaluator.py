@@ -67,7 +67,7 @@ def train_classifier(epochs=RECIPE["epochs"], out=WEIGHTS, log=print):
         optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(RECIPE["lr"], steps)),
         loss=_smoothed_loss(RECIPE["label_smoothing"]),
         metrics=["accuracy"],
-        jit_compile=False,
+        jit_compile=keras.backend.backend() == "jax",  # (on JAX, un-jitted steps run op by op)
     )
     started = time.perf_counter()
     model.fit(

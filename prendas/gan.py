@@ -36,12 +36,15 @@ class GAN(keras.Model):
             if ema_generator is None:
                 raise ValueError("ema > 0 needs an ema_generator: a second generator of the same shape")
             for target, source in zip(ema_generator.variables, generator.variables):
-                target.assign(source)
+                # a copy: on JAX the two must not share a buffer (fit donates both to the step)
+                target.assign(ops.copy(source))
         # The noise stream is a variable of the model, so a checkpoint captures it and a resumed
         # run draws the same noise as one that never stopped.
         self.noise_seed = keras.random.SeedGenerator(seed=None, name="noise_seed")
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        # Both networks are built; fit() must not trace call() with a step number to build the GAN.
+        self.built = True
 
     def attach_data(self, images, labels=None, batch_size=256):
         """Keep the training images uint8 (N, 28, 28) [and labels (N,)] in device memory, in batches of batch_size.
@@ -66,11 +69,18 @@ class GAN(keras.Model):
     def take_batch(self, step):
         """Step `step` of the epoch: the images at positions step*B .. step*B+B-1 of its order, in [-1, 1].
 
-        The last step of an epoch takes what is left, so it may be short.
+        The last step of an epoch takes what is left, so it may be short (on JAX it is filled up from
+        the start of the order instead: every step there has the same shape).
         """
         n = ops.shape(self.epoch_order)[0]
         start = ops.cast(step, "int32") * self.batch_size
-        chosen = ops.take(self.epoch_order, ops.arange(start, ops.minimum(start + self.batch_size, n)))
+        if keras.backend.backend() == "jax":
+            # XLA under JAX needs static shapes: the last step wraps around to the start of the
+            # epoch's order, so every step has B images and every image is seen each epoch.
+            positions = (start + ops.arange(self.batch_size, dtype="int32")) % n
+        else:
+            positions = ops.arange(start, ops.minimum(start + self.batch_size, n))
+        chosen = ops.take(self.epoch_order, positions)
         real = ops.expand_dims(ops.cast(ops.take(self.train_images, chosen, axis=0), "float32") / 127.5 - 1.0, -1)
         labels = None if self.train_labels is None else ops.cast(ops.take(self.train_labels, chosen), "int32")
         return real, labels
@@ -88,6 +98,9 @@ class GAN(keras.Model):
         super().compile(**kwargs)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
+        if keras.backend.backend() == "jax":
+            # JAX's fit() threads the optimizer's variables through the step as state: both optimizers'.
+            self.optimizer = _OptimizerPair(g_optimizer, d_optimizer)
 
     def build_optimizers(self):
         """Create the optimizers' slots now (fit would do it at the first step) so they can be restored."""
@@ -114,7 +127,7 @@ class GAN(keras.Model):
 
     def train_step(self, data):
         if keras.backend.backend() != "tensorflow":
-            raise PrendasError(f"training runs on the TensorFlow backend; KERAS_BACKEND is {keras.backend.backend()}")
+            raise PrendasError(f"training runs on TensorFlow or JAX; KERAS_BACKEND is {keras.backend.backend()}")
         real, labels = self.take_batch(ops.reshape(_first(data), (-1,))[0])
         # The noise batch follows the real batch, so the short last batch of an epoch is paired
         # with as many fakes as it has real images.
@@ -212,6 +225,203 @@ class GAN(keras.Model):
         decay = ops.minimum(self.ema, (1.0 + t) / (10.0 + t))
         for target, source in zip(self.ema_generator.variables, self.generator.variables):
             target.assign(decay * target + (1.0 - decay) * source)
+
+    # ---- the training step (JAX: stateless, jitted, several steps per call) ---------------------
+
+    def make_train_function(self, force=False):
+        """On JAX: one jitted call runs `steps_per_execution` steps in a lax.scan, with the state donated.
+
+        (Keras's own JAX loop calls a jitted single step K times from Python.) fit() hands each call
+        an iterator over step numbers; the call takes up to K of them.
+        """
+        if keras.backend.backend() != "jax":
+            return super().make_train_function(force)
+        if self.train_function is not None and not force:
+            return self.train_function
+        import jax
+
+        def run_steps(state, steps):
+            def body(state, step):
+                logs, state = self.jax_train_step(state, step)
+                return state, logs
+
+            state, logs = jax.lax.scan(body, state, steps)
+            return jax.tree.map(lambda x: x[-1], logs), state
+
+        run_steps = jax.jit(run_steps, donate_argnums=0)
+        per_call = self.steps_per_execution
+
+        def train_function(state, iterator):
+            steps = [np.reshape(np.asarray(_first(data)), (-1,)) for _, data in zip(range(per_call), iterator)]
+            if not steps:
+                raise StopIteration
+            return run_steps(state, np.concatenate(steps).astype(np.int32))
+
+        self.train_function = train_function
+        return train_function
+
+    def jax_train_step(self, state, step):
+        """One step as a pure function of fit()'s state (trainable, non-trainable, optimizer, metric values).
+
+        The variables are read and written through a StatelessScope over that state; the networks run
+        with stateless_call, gradients come from jax.vjp and the updates from optimizer.stateless_apply.
+        """
+        groups = (self.trainable_variables, self.non_trainable_variables, self.optimizer.variables,
+                  self.metrics_variables)
+        mapping = [(v, x) for variables, values in zip(groups, state) for v, x in zip(variables, values)]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            real, labels = self.take_batch(step)
+            batch = real.shape[0]
+            real_labels = None if labels is None else ops.reshape(labels, (-1, 1))
+            z, fake_labels = self._fakes(batch)
+            if self.d_steps == 1:
+                d_loss, g_loss = self._jax_joint_step(scope, real, real_labels, z, fake_labels)
+                self.g_loss_tracker.update_state(g_loss, sample_weight=float(batch))
+            else:
+                d_loss = self._jax_discriminator_step(scope, real, real_labels, z, fake_labels)
+                self._jax_generator_step(scope, batch)
+            self.d_loss_tracker.update_state(d_loss, sample_weight=float(batch))
+            if self.ema:
+                self._update_ema()
+            logs = {m.name: m.result() for m in self.metrics}
+            new_state = tuple([scope.get_current_value(v) for v in variables] for variables in groups)
+        return logs, new_state
+
+    @staticmethod
+    def _values(scope, variables):
+        return [scope.get_current_value(v) for v in variables]
+
+    @staticmethod
+    def _assign(variables, values):
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+
+    def _stateless(self, net, trainable, non_trainable, inputs, labels):
+        out, non_trainable = net.stateless_call(
+            trainable, non_trainable, [inputs, labels] if self.conditional else inputs, training=True
+        )
+        return ops.cast(out, "float32"), non_trainable
+
+    def _jax_d_loss(self, d_values, d_state, real, fake, out, labels):
+        """The discriminator's loss from its outputs on [real; fake], with WGAN-GP's penalty (a gradient inside)."""
+        import jax
+
+        batch = real.shape[0]
+        d_loss = discriminator_loss(out[:batch], out[batch:], self.loss_name)
+        if self.loss_name == "wgan-gp":
+            weights = keras.random.uniform((batch, 1, 1, 1), seed=self.noise_seed)
+            mixed = interpolate(real, fake, weights)
+
+            def critic_sum(images):
+                return ops.sum(self._stateless(self.discriminator, d_values, d_state, images, labels)[0])
+
+            d_loss += GP_WEIGHT * gradient_penalty(jax.grad(critic_sum)(mixed))
+        return d_loss
+
+    def _jax_joint_step(self, scope, real, real_labels, z, fake_labels):
+        """Both updates from one forward pass, as _joint_step: gradients by two pulls through one jax.vjp."""
+        import jax
+
+        g, d = self.generator, self.discriminator
+        g_state = self._values(scope, g.non_trainable_variables)
+        d_state = self._values(scope, d.non_trainable_variables)
+        both = None if real_labels is None else ops.concatenate([real_labels, fake_labels], axis=0)
+        batch = real.shape[0]
+
+        def losses(g_values, d_values):
+            fake, new_g_state = self._stateless(g, g_values, g_state, z, fake_labels)
+            out, new_d_state = self._stateless(d, d_values, d_state, ops.concatenate([real, fake], axis=0), both)
+            d_loss = self._jax_d_loss(d_values, d_state, real, fake, out, real_labels)
+            g_loss = generator_loss(out[batch:], self.loss_name)
+            scaled = (self.d_optimizer.scale_loss(d_loss), self.g_optimizer.scale_loss(g_loss))
+            return scaled, (d_loss, g_loss, new_g_state, new_d_state)
+
+        g_values = self._values(scope, g.trainable_variables)
+        d_values = self._values(scope, d.trainable_variables)
+        scaled, pull, (d_loss, g_loss, g_state, d_state) = jax.vjp(losses, g_values, d_values, has_aux=True)
+        one, zero = ops.ones_like(scaled[0]), ops.zeros_like(scaled[0])
+        # Under jit, the parts of each pull that are not used (d_loss into the generator) are never computed.
+        d_grads = pull((one, zero))[1]
+        g_grads = pull((zero, one))[0]
+        self._apply(scope, self.d_optimizer, d, d_values, d_grads)
+        self._apply(scope, self.g_optimizer, g, g_values, g_grads)
+        self._assign(g.non_trainable_variables, g_state)
+        self._assign(d.non_trainable_variables, d_state)
+        return d_loss, g_loss
+
+    def _apply(self, scope, optimizer, net, values, grads):
+        new_values, new_slots = optimizer.stateless_apply(self._values(scope, optimizer.variables), grads, values)
+        self._assign(net.trainable_variables, new_values)
+        self._assign(optimizer.variables, new_slots)
+
+    def _jax_discriminator_step(self, scope, real, real_labels, z, fake_labels):
+        import jax
+
+        g, d = self.generator, self.discriminator
+        fake, g_state = self._stateless(
+            g, self._values(scope, g.trainable_variables), self._values(scope, g.non_trainable_variables), z, fake_labels
+        )
+        self._assign(g.non_trainable_variables, g_state)
+        fake = jax.lax.stop_gradient(fake)
+        d_state = self._values(scope, d.non_trainable_variables)
+        both = None if real_labels is None else ops.concatenate([real_labels, fake_labels], axis=0)
+
+        def loss(d_values):
+            out, new_d_state = self._stateless(d, d_values, d_state, ops.concatenate([real, fake], axis=0), both)
+            d_loss = self._jax_d_loss(d_values, d_state, real, fake, out, real_labels)
+            return self.d_optimizer.scale_loss(d_loss), (d_loss, new_d_state)
+
+        d_values = self._values(scope, d.trainable_variables)
+        (_, (d_loss, d_state)), d_grads = jax.value_and_grad(loss, has_aux=True)(d_values)
+        self._apply(scope, self.d_optimizer, d, d_values, d_grads)
+        self._assign(d.non_trainable_variables, d_state)
+        return d_loss
+
+    def _jax_generator_step(self, scope, batch):
+        """The generator's step after every d_steps-th discriminator step, as a lax.cond on pure values."""
+        import jax
+
+        g, d = self.generator, self.discriminator
+        z, fake_labels = self._fakes(batch)  # drawn at every step, used at every d_steps-th
+        groups = (g.trainable_variables, g.non_trainable_variables, self.g_optimizer.variables,
+                  d.non_trainable_variables)
+        current = tuple(self._values(scope, variables) for variables in groups)
+        d_values = self._values(scope, d.trainable_variables)
+
+        def step(current):
+            g_values, g_state, slots, d_state = current
+
+            def loss(g_values):
+                fake, new_g_state = self._stateless(g, g_values, g_state, z, fake_labels)
+                out, new_d_state = self._stateless(d, d_values, d_state, fake, fake_labels)
+                g_loss = generator_loss(out, self.loss_name)
+                return self.g_optimizer.scale_loss(g_loss), (g_loss, new_g_state, new_d_state)
+
+            (_, (g_loss, g_state, d_state)), grads = jax.value_and_grad(loss, has_aux=True)(g_values)
+            g_values, slots = self.g_optimizer.stateless_apply(slots, grads, g_values)
+            return (g_values, g_state, slots, d_state), ops.cast(g_loss, "float32"), ops.ones((), "float32")
+
+        def skip(current):
+            return current, ops.zeros((), "float32"), ops.zeros((), "float32")
+
+        stepped = ops.equal(self._values(scope, [self.d_optimizer.iterations])[0] % self.d_steps, 0)
+        new, g_loss, weight = jax.lax.cond(stepped, step, skip, current)
+        for variables, values in zip(groups, new):
+            self._assign(variables, values)
+        self.g_loss_tracker.update_state(g_loss, sample_weight=weight * batch)
+
+
+class _OptimizerPair:
+    """Both optimizers seen as one by JAX's fit(), which carries `optimizer.variables` through the steps."""
+
+    built = True
+
+    def __init__(self, *optimizers):
+        self.optimizers = optimizers
+
+    @property
+    def variables(self):
+        return [v for optimizer in self.optimizers for v in optimizer.variables]
 
 
 def _first(data):

@@ -84,19 +84,21 @@ def resume(
 
 def build_gan(config):
     """Seed everything, build both networks (and the moving average) and their Adam optimizers."""
-    if keras.backend.backend() != "tensorflow":
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "jax"):
         raise PrendasError(
-            f"training needs the TensorFlow backend (KERAS_BACKEND is {keras.backend.backend()}); "
+            f"training needs the TensorFlow or JAX backend (KERAS_BACKEND is {backend}); "
             "a saved generator can be sampled on any backend"
         )
-    import tensorflow as tf
+    if backend == "tensorflow":
+        import tensorflow as tf
 
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    # Grappler's remapper fails on this graph (LeakyReLU's gradient needs the BiasAdd it would fold
-    # into a fused convolution) and logs "remapper failed" as an error at every trace; a failed pass
-    # leaves the graph unchanged. Skipping it avoids the alarming line (measured: same speed).
-    tf.config.optimizer.set_experimental_options({"remapping": False})
+        if config.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        # Grappler's remapper fails on this graph (LeakyReLU's gradient needs the BiasAdd it would fold
+        # into a fused convolution) and logs "remapper failed" as an error at every trace; a failed pass
+        # leaves the graph unchanged. Skipping it avoids the alarming line (measured: same speed).
+        tf.config.optimizer.set_experimental_options({"remapping": False})
     keras.utils.set_random_seed(config.seed)
 
     def generator():

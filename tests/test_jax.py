@@ -1,0 +1,91 @@
+"""The JAX backend (issue 6): the same CLI, recipes and files with KERAS_BACKEND=jax, in a process where
+TensorFlow cannot be imported (a GPU host with JAX and CUDA but no TensorFlow), and the generator it
+saves loads on TensorFlow. (XLA on the CPU is slow at the generator's gradients: tiny runs only.)"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+from conftest import ROOT, run_cli
+
+from prendas.gan import generate_images, latent_batch
+
+pytest.importorskip("jax", reason="the JAX backend needs jax: pip install -r requirements-dev.txt")
+
+# Run Python with KERAS_BACKEND=jax and `import tensorflow` made to fail, as where it is not installed.
+NO_TENSORFLOW = "import sys; sys.modules['tensorflow'] = None\n"
+
+
+def run_without_tensorflow(code, timeout=900):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    return subprocess.run([sys.executable, "-c", NO_TENSORFLOW + textwrap.dedent(code)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def cli_without_tensorflow(*args):
+    return run_without_tensorflow(f"""
+        import runpy
+        sys.argv = ["prendas", *{[str(a) for a in args]!r}]
+        runpy.run_module("prendas", run_name="__main__")
+    """)
+
+
+def test_jax_trains_and_resumes_from_the_cli_without_tensorflow_and_tensorflow_loads_the_generator(tmp_path):
+    result = cli_without_tensorflow("train", "--epochs", 1, "--images", 40, "--batch-size", 16, "--out", tmp_path,
+                                    "--steps-per-execution", 2)
+    assert result.returncode == 0, result.stderr
+    assert "3 steps of 16 images" in result.stdout  # 40 images: the last step wraps around to fill its batch
+    [record] = (tmp_path / "models").glob("run_*_1ep_40imgs.json")
+    run = json.loads(record.read_text())
+    assert run["machine"]["backend"] == "jax" and run["epochs_done"] == 1
+    assert np.isfinite(run["history"][0]["d_loss"]) and np.isfinite(run["history"][0]["g_loss"])
+    [checkpoint] = (tmp_path / "checkpoints").glob("checkpoint_*.npz")
+    resumed = cli_without_tensorflow("train", "--resume", checkpoint, "--epochs", 1)
+    assert resumed.returncode == 0, resumed.stderr
+    [generator] = (tmp_path / "models").glob("generator_*_1+1ep_40imgs.keras")
+    # This test process runs TensorFlow: the file JAX wrote loads and draws garments here.
+    model = keras.models.load_model(generator, compile=False)
+    images = generate_images(model, latent_batch(4, 100, seed=0))
+    assert images.shape == (4, 28, 28) and images.dtype == np.uint8 and images.std() > 0
+    # and TensorFlow continues the checkpoint JAX wrote
+    [checkpoint] = (tmp_path / "checkpoints").glob("checkpoint_*_1+1ep_*.npz")
+    on_tensorflow = run_cli("train", "--resume", checkpoint, "--epochs", 1)
+    assert on_tensorflow.returncode == 0, on_tensorflow.stderr
+    assert list((tmp_path / "models").glob("generator_*_1+1+1ep_40imgs.keras"))
+
+
+def test_jax_step_runs_every_recipe_and_several_steps_per_call_train_exactly_as_one():
+    result = run_without_tensorflow("""
+        import numpy as np
+        from prendas.config import TrainConfig
+        from prendas.train import train
+
+        def fit(tag, images=48, **settings):
+            config = TrainConfig(epochs=1, images=images, batch_size=16, seed=3, out=f"/tmp/prendas-jax-test/{tag}",
+                                 **settings)
+            return train(config, log=lambda line: None)
+
+        # the same run, one step per call and three steps per call: the same weights
+        one, three = fit("k1"), fit("k3", steps_per_execution=3)
+        assert int(three.gan.d_optimizer.iterations) == 3
+        for a, b in zip(one.gan.generator.get_weights(), three.gan.generator.get_weights()):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+        # the critic's five steps per generator step, its penalty, labels, the average, spectral norm
+        w = fit("wgan", images=96, loss="wgan-gp", conditional=True, ema=0.99, spectral_norm=True)
+        assert int(w.gan.d_optimizer.iterations) == 6 and int(w.gan.g_optimizer.iterations) == 1
+        h = fit("hinge", loss="hinge", precision="mixed_bfloat16", ema=0.99)
+        for run in (w, h):
+            assert all(np.isfinite(x).all() for x in run.gan.generator.get_weights())
+            assert np.isfinite(run.history[-1]["d_loss"]) and np.isfinite(run.history[-1]["g_loss"])
+        # the moving average moved away from the raw weights it started from
+        moved = [np.abs(a - b).max() for a, b in zip(h.gan.ema_generator.get_weights(), h.gan.generator.get_weights())]
+        assert max(moved) > 0
+        print("ok")
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
