@@ -10,7 +10,7 @@ from conftest import ROOT
 from prendas import notebook
 
 NOTEBOOK = ROOT / "gan_prendas.ipynb"
-PARAMETERS = ["EPOCHS", "BATCH_SIZE", "IMAGES", "LATENT_DIM", "SEED", "RESUME_FROM"]
+PARAMETERS = ["EPOCHS", "BATCH_SIZE", "IMAGES", "LATENT_DIM", "SEED", "CONDITIONAL_EPOCHS", "RESUME_FROM"]
 
 
 def _code_cells():
@@ -42,7 +42,7 @@ def executed(tmp_path_factory):
         papermill.execute_notebook(
             str(NOTEBOOK),
             str(out / "executed.ipynb"),
-            parameters={"EPOCHS": 1, "IMAGES": 256, "BATCH_SIZE": 64},
+            parameters={"EPOCHS": 1, "IMAGES": 256, "BATCH_SIZE": 64, "CONDITIONAL_EPOCHS": 1},
             cwd=str(out),
             progress_bar=False,
         )
@@ -71,7 +71,12 @@ def test_run_all_writes_the_tagged_files(executed):
     assert '<progress value="1.000" max="1"' in html  # the live progress bar reached the end
     assert html.count("data:image/gif;base64") == 1  # the progress animation is shown
     pngs = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(pngs) >= 4  # real garments per class, two live training figures, the generated grid
+    # real garments per class, live training figures, the generated grid, the walk between two garments,
+    # the conditional GAN's live figures, its ten rows (one per class) and its two class morphs
+    assert len(pngs) >= 8
+    [conditional] = (executed / "conditional" / "models").glob("generator_*_1ep_256imgs.keras")
+    assert json.loads(conditional.with_name(conditional.name.replace("generator_", "run_")).with_suffix(".json")
+                      .read_text())["config"]["conditional"] is True
 
 
 def test_resume_from_parameter_continues_a_run(executed):
