@@ -15,7 +15,7 @@ import numpy as np
 
 from prendas import artifacts, metrics
 from prendas.data import CLASS_NAMES, load_fashion_mnist
-from prendas.evaluator import FeatureNetwork, load_record
+from prendas.evaluator import FeatureNetwork, load_record, weights_digest
 from prendas.gan import balanced_labels, generate_images, latent_batch
 from prendas.models import generator_signature
 
@@ -90,7 +90,8 @@ def evaluate_generator(generator, n=10_000, seed=0, reference=None, floor=True):
     t = time.perf_counter()
     result["memorization"] = memorization(images[:MEMORIZATION_SAMPLES], reference.data)
     timings["memorization"] = time.perf_counter() - t
-    result["feature_network"] = {"test_accuracy": load_record()["test_accuracy"]}
+    # Figures are comparable only under the same feature network: its accuracy and a digest of its weights.
+    result["feature_network"] = {"test_accuracy": load_record()["test_accuracy"], "sha256": weights_digest()}
     result["seconds"] = {k: round(v, 2) for k, v in timings.items()} | {"total": round(time.perf_counter() - started, 2)}
     return result
 

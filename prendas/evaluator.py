@@ -123,5 +123,12 @@ class FeatureNetwork:
         return np.concatenate(features), np.concatenate(probs)
 
 
+def weights_digest(path=WEIGHTS):
+    """The first 12 hex digits of the SHA-256 of the weights file: which feature network measured a figure."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
 def load_record(path=RECORD):
     return json.loads(Path(path).read_text())

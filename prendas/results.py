@@ -60,11 +60,13 @@ def results_markdown(runs, out):
         "conditional generator, how often the classifier sees the class that was asked for). An `--ema` run has",
         "two rows: its saved generator (the moving average) and its raw weights. The floor row is 10,000 real",
         "training images scored the same way: no generator can beat it. Written by `python -m prendas results`;",
-        "do not edit by hand.",
+        "do not edit by hand. Figures are comparable only when measured by the same feature network (the",
+        "last column: its test accuracy and the start of its weights' SHA-256; `?` for evaluations older than the",
+        "digest).",
         "",
         "| run | recipe | batch | epochs | images | training time | FID | precision | recall | classes >= 5% "
-        "| class KL | asked = seen | samples |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| class KL | asked = seen | samples | feature network |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     floor = None
     for record, evaluations, root in runs:
@@ -80,19 +82,22 @@ def results_markdown(runs, out):
                 quality = [f"{m['fid']:.2f}", f"{m['precision']:.3f}", f"{m['recall']:.3f}", str(m["classes_over_5pct"]),
                            f"{m['kl_from_uniform']:.3f}", agreement]
                 floor = floor or evaluation.get("floor")
+                net = evaluation.get("feature_network", {})
+                network = f"{net['test_accuracy']:.2%} `{net.get('sha256', '?')}`" if net else "?"
             else:
-                quality = ["-"] * 6
+                quality, network = ["-"] * 6, ""
             lines.append(
                 f"| `{record['tag']}` | {recipe_of(config, weights)} | {config['batch_size']} | {epochs} | {images} | "
-                f"{format_seconds(record['training_seconds'])} | " + " | ".join(quality) + f" | {thumb if not weights else ''} |"
+                f"{format_seconds(record['training_seconds'])} | " + " | ".join(quality)
+                + f" | {thumb if not weights else ''} | {network} |"
             )
     if floor:
         lines.append(
             f"| *floor: {floor['what']}* | | | | | | {floor['fid']:.2f} | {floor['precision']:.3f} | "
-            f"{floor['recall']:.3f} | {floor['classes_over_5pct']} | {floor['kl_from_uniform']:.3f} | | |"
+            f"{floor['recall']:.3f} | {floor['classes_over_5pct']} | {floor['kl_from_uniform']:.3f} | | | |"
         )
     if not runs:
-        lines.append("| (no complete run found) | | | | | | | | | | | | |")
+        lines.append("| (no complete run found) | | | | | | | | | | | | | |")
     return "\n".join(lines) + "\n"
 
 

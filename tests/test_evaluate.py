@@ -87,6 +87,8 @@ def test_evaluate_command(tiny_run, tmp_path):
     report = json.loads(saved.read_text())
     assert report["n"] == 500 and report["floor"]["what"] == "500 real training images"
     assert report["metrics"]["fid"] > report["floor"]["fid"]  # an untrained GAN is far from real data
+    assert report["feature_network"] == {"test_accuracy": evaluator.load_record()["test_accuracy"],
+                                         "sha256": evaluator.weights_digest()}
     assert len(report["memorization"]["distance"]) == 100
     assert report["run"]["data"]["includes_test_images"] is False and "warning" not in report
 

@@ -17,7 +17,9 @@ def _write_run(root, tag, config, evaluations):
         if config.get("conditional"):
             metrics["label_agreement"] = 0.9
         floor = {"what": "10,000 real training images", **metrics, "fid": 0.06}
-        (models / f"evaluation_{prefix}{tag}.json").write_text(json.dumps({"metrics": metrics, "floor": floor}))
+        network = {"test_accuracy": 0.9312, "sha256": "0123456789ab"} if tag != "T0" else {"test_accuracy": 0.9284}
+        (models / f"evaluation_{prefix}{tag}.json").write_text(
+            json.dumps({"metrics": metrics, "floor": floor, "feature_network": network}))
 
 
 def test_an_ema_run_has_a_row_for_the_average_and_one_for_the_raw_weights(tmp_path):
@@ -40,3 +42,5 @@ def test_an_ema_run_has_a_row_for_the_average_and_one_for_the_raw_weights(tmp_pa
         ("`T2`", "bce+cond", "30.00"),
     ]
     assert [c[11] for c in cells] == ["-", "-", "-", "90.0%"]
+    # which feature network measured each row: older evaluations have no digest
+    assert [c[13] for c in cells] == ["92.84% `?`"] + ["93.12% `0123456789ab`"] * 3
