@@ -145,7 +145,8 @@ class ProjectStep:
             self.iterator = _forever(steps)
             groups = (self.gan.trainable_variables, self.gan.non_trainable_variables, self.gan.optimizer.variables,
                       self.gan.metrics_variables)
-            self.state = tuple([v.value for v in variables] for variables in groups)
+            # copies: the train function donates (consumes) the buffers it is given
+            self.state = tuple([keras.ops.copy(v.value) for v in variables] for variables in groups)
         else:
             self.iterator = iter(steps.repeat())
         self.per_call = config.steps_per_execution

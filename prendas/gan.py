@@ -186,8 +186,10 @@ class GAN(keras.Model):
             real_out, fake_out = out[:batch], out[batch:]
             d_loss = self._d_loss(real, fake, real_out, fake_out, real_labels)
             g_loss = generator_loss(fake_out, self.loss_name)
-        g_grads = g_tape.gradient(self.g_optimizer.scale_loss(g_loss), self.generator.trainable_variables)
-        d_grads = d_tape.gradient(self.d_optimizer.scale_loss(d_loss), self.discriminator.trainable_variables)
+            # (mixed_float16: the loss scale must be applied where the tapes see it)
+            scaled_g, scaled_d = self.g_optimizer.scale_loss(g_loss), self.d_optimizer.scale_loss(d_loss)
+        g_grads = g_tape.gradient(scaled_g, self.generator.trainable_variables)
+        d_grads = d_tape.gradient(scaled_d, self.discriminator.trainable_variables)
         self.g_optimizer.apply_gradients(zip(g_grads, self.generator.trainable_variables))
         self.d_optimizer.apply_gradients(zip(d_grads, self.discriminator.trainable_variables))
         return d_loss, g_loss
@@ -201,7 +203,8 @@ class GAN(keras.Model):
             out = self._judge(ops.concatenate([real, fake], axis=0), both)
             # The penalty's interpolates pair each real image with a fake of the real image's class.
             d_loss = self._d_loss(real, fake, out[:batch], out[batch:], real_labels)
-        d_grads = d_tape.gradient(self.d_optimizer.scale_loss(d_loss), self.discriminator.trainable_variables)
+            scaled = self.d_optimizer.scale_loss(d_loss)
+        d_grads = d_tape.gradient(scaled, self.discriminator.trainable_variables)
         self.d_optimizer.apply_gradients(zip(d_grads, self.discriminator.trainable_variables))
         return d_loss
 
@@ -210,7 +213,8 @@ class GAN(keras.Model):
         with tf.GradientTape() as g_tape:
             fake_out = self._judge(self._generate(z, fake_labels, training=True), fake_labels)
             g_loss = generator_loss(fake_out, self.loss_name)
-        g_grads = g_tape.gradient(self.g_optimizer.scale_loss(g_loss), self.generator.trainable_variables)
+            scaled = self.g_optimizer.scale_loss(g_loss)
+        g_grads = g_tape.gradient(scaled, self.generator.trainable_variables)
         self.g_optimizer.apply_gradients(zip(g_grads, self.generator.trainable_variables))
         self.g_loss_tracker.update_state(g_loss, sample_weight=ops.cast(batch, "float32"))
         return tf.constant(0.0)
@@ -240,22 +244,25 @@ class GAN(keras.Model):
             return self.train_function
         import jax
 
-        def run_steps(state, steps):
+        def run_steps(state, first, count):
             def body(state, step):
                 logs, state = self.jax_train_step(state, step)
                 return state, logs
 
+            # A call's steps are consecutive within one epoch: its numbers are made here, on the device.
+            steps = ops.reshape(first, (-1,))[0].astype("int32") + ops.arange(count, dtype="int32")
             state, logs = jax.lax.scan(body, state, steps)
             return jax.tree.map(lambda x: x[-1], logs), state
 
-        run_steps = jax.jit(run_steps, donate_argnums=0)
+        run_steps = jax.jit(run_steps, donate_argnums=0, static_argnums=2)
         per_call = self.steps_per_execution
 
         def train_function(state, iterator):
-            steps = [np.reshape(np.asarray(_first(data)), (-1,)) for _, data in zip(range(per_call), iterator)]
-            if not steps:
+            # Only the first step number is used, and never brought back to the host (no sync per call).
+            items = [_first(data) for _, data in zip(range(per_call), iterator)]
+            if not items:
                 raise StopIteration
-            return run_steps(state, np.concatenate(steps).astype(np.int32))
+            return run_steps(state, items[0], len(items))
 
         self.train_function = train_function
         return train_function
@@ -338,15 +345,15 @@ class GAN(keras.Model):
 
         g_values = self._values(scope, g.trainable_variables)
         d_values = self._values(scope, d.trainable_variables)
-        scaled, pull, (d_loss, g_loss, g_state, d_state) = jax.vjp(losses, g_values, d_values, has_aux=True)
+        scaled, pull, (d_loss, g_loss, new_g_state, new_d_state) = jax.vjp(losses, g_values, d_values, has_aux=True)
         one, zero = ops.ones_like(scaled[0]), ops.zeros_like(scaled[0])
         # Under jit, the parts of each pull that are not used (d_loss into the generator) are never computed.
         d_grads = pull((one, zero))[1]
         g_grads = pull((zero, one))[0]
         self._apply(scope, self.d_optimizer, d, d_values, d_grads)
         self._apply(scope, self.g_optimizer, g, g_values, g_grads)
-        self._assign(g.non_trainable_variables, g_state)
-        self._assign(d.non_trainable_variables, d_state)
+        self._assign(g.non_trainable_variables, new_g_state)
+        self._assign(d.non_trainable_variables, new_d_state)
         return d_loss, g_loss
 
     def _apply(self, scope, optimizer, net, values, grads):

@@ -8,6 +8,7 @@ import datetime
 import os
 import platform
 import sys
+import warnings
 from pathlib import Path
 
 import keras
@@ -90,6 +91,9 @@ def build_gan(config):
             f"training needs the TensorFlow or JAX backend (KERAS_BACKEND is {backend}); "
             "a saved generator can be sampled on any backend"
         )
+    if backend == "jax" and config.deterministic and "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
+        warnings.warn("--deterministic sets TensorFlow's kernels; on JAX, start Python with "
+                      "XLA_FLAGS=--xla_gpu_deterministic_ops=true for deterministic GPU kernels", stacklevel=2)
     if backend == "tensorflow":
         import tensorflow as tf
 

@@ -66,8 +66,11 @@ def test_wgan_gp_penalty_is_computed_on_the_critic():
         {"loss": "hinge", "spectral_norm": True},
         {"loss": "wgan-gp"},
         {"arch": "deep", "conditional": True},
+        {"precision": "mixed_float16"},  # the loss scale inside the tapes: with it outside, no gradient at all
+        {"precision": "mixed_float16", "loss": "wgan-gp"},
+        {"precision": "mixed_bfloat16"},
     ],
-    ids=["hinge-sn", "wgan-gp", "deep-conditional"],
+    ids=["hinge-sn", "wgan-gp", "deep-conditional", "fp16", "fp16-wgan-gp", "bf16"],
 )
 def test_each_recipe_trains(tmp_path, settings):
     run = train(_tiny(tmp_path, **settings), log=lambda line: None)
@@ -76,6 +79,7 @@ def test_each_recipe_trains(tmp_path, settings):
     generator = artifacts.load_generator(run.paths["generator"])
     assert generator_signature(generator) == (16, settings.get("conditional", False))
     assert run.record("complete")["config"]["loss"] == settings.get("loss", "bce")
+    assert int(run.gan.d_optimizer.iterations) > 0  # the steps were applied (a LossScaleOptimizer skips non-finite ones)
 
 
 def test_wgan_gp_steps_the_generator_once_per_five_critic_steps(tmp_path):
