@@ -68,6 +68,8 @@ def _parser():
     t.add_argument("--steps-per-execution", type=int, help="training steps per compiled call (default "
                    f"{defaults.steps_per_execution}); more saves round trips when steps are short (a GPU)")
     t.add_argument("--xla", action="store_true", default=None, help="compile the training step with XLA")
+    t.add_argument("--devices", choices=("1", "all"), help="1 (default) or all: train data-parallel on every GPU "
+                   "(JAX backend), each taking a share of the batch; may change on --resume")
     t.add_argument("--resume", metavar="CHECKPOINT", help="continue from OUT/checkpoints/checkpoint_TAG.npz")
 
     g = commands.add_parser(
@@ -228,6 +230,7 @@ def _train(args):
         "eval_every": args.eval_every,
         "steps_per_execution": args.steps_per_execution,
         "xla": args.xla,
+        "devices": args.devices,
     }
     # Every range is checked here, before TensorFlow loads: a mistake answers at once, in one line.
     config = TrainConfig(**given, **{k: v for k, v in options.items() if v is not None})
@@ -245,6 +248,7 @@ def _train(args):
             eval_every=args.eval_every,
             steps_per_execution=args.steps_per_execution,
             xla=args.xla,
+            devices=args.devices,
             expect=given,
         )
     return training.train(config)

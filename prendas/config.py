@@ -23,7 +23,8 @@ _INT_RANGES = {
 }
 _LR_FIELDS = ("g_lr", "d_lr")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-_CHOICES = {"loss": ("bce", "wgan-gp", "hinge"), "arch": ("dcgan", "deep"), "precision": PRECISIONS}
+DEVICES = ("1", "all")
+_CHOICES = {"loss": ("bce", "wgan-gp", "hinge"), "arch": ("dcgan", "deep"), "precision": PRECISIONS, "devices": DEVICES}
 _BOOL_FIELDS = ("deterministic", "spectral_norm", "conditional", "xla")
 
 # What each loss does when --d-steps and the Adam betas are left unset: the DCGAN tutorial for bce
@@ -63,8 +64,9 @@ class TrainConfig:
     conditional: bool = False  # both networks see the class label: ask for a given garment
     # How the steps run (the same results, at another speed; `precision` changes the numbers a little).
     steps_per_execution: int = 1  # training steps per compiled call: fewer round trips to the device
-    xla: bool = False  # compile the step with XLA (measured: slower on the CPU, see BENCHMARKS.md)
+    xla: bool = False  # compile the TensorFlow step with XLA (JAX always is)
     precision: str = "float32"  # or mixed_bfloat16 / mixed_float16 (float16 with loss scaling)
+    devices: str = "1"  # "all": data-parallel over every device JAX sees (the batch split, the same result)
 
     def __post_init__(self):
         for name, (low, high) in _INT_RANGES.items():

@@ -164,12 +164,13 @@ def epoch_order(n_images, seed, epoch):
     return np.random.default_rng([seed, 2, epoch]).permutation(n_images).astype(np.int32)
 
 
-def step_indices(steps):
+def step_indices(steps, copies=1):
     """What fit() iterates over in an epoch: the step numbers 0 .. steps-1, and nothing else.
 
     The images themselves stay in the GAN's device memory (GAN.attach_data); a step uses its number
     to take its batch there, so no image crosses from the host during training. With TensorFlow this
-    is a tf.data pipeline (no Python per step); other backends get an array.
+    is a tf.data pipeline (no Python per step); other backends get an array, with each number
+    repeated `copies` times when several devices share a step (one number for each).
     """
     import keras
 
@@ -177,7 +178,7 @@ def step_indices(steps):
         import tensorflow as tf
 
         return tf.data.Dataset.range(steps)
-    return np.arange(steps, dtype=np.int32)
+    return np.repeat(np.arange(steps, dtype=np.int32), copies)
 
 
 def steps_per_epoch(n_images, batch_size):

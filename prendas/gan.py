@@ -254,7 +254,12 @@ class GAN(keras.Model):
             state, logs = jax.lax.scan(body, state, steps)
             return jax.tree.map(lambda x: x[-1], logs), state
 
-        run_steps = jax.jit(run_steps, donate_argnums=0, static_argnums=2)
+        shardings = None
+        if keras.distribution.distribution() is not None:  # --devices all: the state stays where it is
+            groups = (self.trainable_variables, self.non_trainable_variables, self.optimizer.variables,
+                      self.metrics_variables)
+            shardings = (None, tuple([v.value.sharding for v in variables] for variables in groups))
+        run_steps = jax.jit(run_steps, donate_argnums=0, static_argnums=2, out_shardings=shardings)
         per_call = self.steps_per_execution
 
         def train_function(state, iterator):
@@ -277,10 +282,10 @@ class GAN(keras.Model):
                   self.metrics_variables)
         mapping = [(v, x) for variables, values in zip(groups, state) for v, x in zip(variables, values)]
         with keras.StatelessScope(state_mapping=mapping) as scope:
-            real, labels = self.take_batch(step)
+            real, labels = _split_batch(self.take_batch(step))
             batch = real.shape[0]
             real_labels = None if labels is None else ops.reshape(labels, (-1, 1))
-            z, fake_labels = self._fakes(batch)
+            z, fake_labels = _split_batch(self._fakes(batch))
             if self.d_steps == 1:
                 d_loss, g_loss = self._jax_joint_step(scope, real, real_labels, z, fake_labels)
                 self.g_loss_tracker.update_state(g_loss, sample_weight=float(batch))
@@ -389,7 +394,7 @@ class GAN(keras.Model):
         import jax
 
         g, d = self.generator, self.discriminator
-        z, fake_labels = self._fakes(batch)  # drawn at every step, used at every d_steps-th
+        z, fake_labels = _split_batch(self._fakes(batch))  # drawn at every step, used at every d_steps-th
         groups = (g.trainable_variables, g.non_trainable_variables, self.g_optimizer.variables,
                   d.non_trainable_variables)
         current = tuple(self._values(scope, variables) for variables in groups)
@@ -429,6 +434,19 @@ class _OptimizerPair:
     @property
     def variables(self):
         return [v for optimizer in self.optimizers for v in optimizer.variables]
+
+
+def _split_batch(arrays):
+    """With --devices all (a Keras distribution on JAX), split each array's first axis over the devices."""
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return arrays
+    import jax
+
+    return tuple(
+        None if x is None else jax.lax.with_sharding_constraint(x, distribution.get_data_layout(x.shape).backend_layout)
+        for x in arrays
+    )
 
 
 def _first(data):

@@ -45,6 +45,7 @@ def resume(
     eval_every=None,
     steps_per_execution=None,
     xla=None,
+    devices=None,
     expect=None,
     callbacks=(),
     log=print,
@@ -69,7 +70,7 @@ def resume(
         out = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else Path(".")
     changes = {"epochs": epochs, "out": str(out), "checkpoint_every": checkpoint_every,
                "deterministic": deterministic, "eval_every": eval_every,
-               "steps_per_execution": steps_per_execution, "xla": xla}
+               "steps_per_execution": steps_per_execution, "xla": xla, "devices": devices}
     config = config.replace(**{k: v for k, v in changes.items() if v is not None})
     _check_out(config.out)
     images, data = _training_images(config)
@@ -94,6 +95,7 @@ def build_gan(config):
     if backend == "jax" and config.deterministic and "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
         warnings.warn("--deterministic sets TensorFlow's kernels; on JAX, start Python with "
                       "XLA_FLAGS=--xla_gpu_deterministic_ops=true for deterministic GPU kernels", stacklevel=2)
+    keras.distribution.set_distribution(_data_parallel(config, backend))
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -136,6 +138,31 @@ def build_gan(config):
     return gan
 
 
+def _data_parallel(config, backend):
+    """None for one device; for --devices all, Keras's DataParallel over every device JAX sees.
+
+    The variables are replicated, each step's batch is split along its first axis, and XLA inserts the
+    reductions (losses, gradients, batch statistics), so the result is that of one device.
+    """
+    if config.devices == "1":
+        return None
+    if backend != "jax":
+        raise PrendasError("--devices all trains on the JAX backend (KERAS_BACKEND=jax); TensorFlow's "
+                           "MirroredStrategy is not supported yet")
+    import jax
+
+    devices = jax.devices()
+    if config.batch_size % len(devices):
+        raise PrendasError(f"--batch-size {config.batch_size} does not split evenly over {len(devices)} devices")
+    return keras.distribution.DataParallel(devices=devices)
+
+
+def replicas():
+    """How many devices share each step (1 unless --devices all is in force)."""
+    distribution = keras.distribution.distribution()
+    return 1 if distribution is None else int(distribution.device_mesh.devices.size)
+
+
 def _check_out(out):
     """Fail now, not after the first epoch, if the output folder cannot be written."""
     folder = Path(out)
@@ -167,8 +194,8 @@ def _fit(run, images, callbacks, log):
             callback.set_run(run)
     run.gan.attach_data(images, labels, config.batch_size)  # into device memory, once
     run.gan.fit(
-        step_indices(steps),  # each step takes its batch from the attached images by its number
-        batch_size=1,  # (for the backends that get an array of step numbers)
+        step_indices(steps, replicas()),  # each step takes its batch from the attached images by its number
+        batch_size=replicas(),  # (for the backends that get an array of step numbers: one per device)
         epochs=run.last_epoch,
         initial_epoch=run.first_epoch,
         shuffle=False,  # EpochOrder shuffles, reproducibly from the seed

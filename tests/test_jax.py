@@ -21,8 +21,8 @@ pytest.importorskip("jax", reason="the JAX backend needs jax: pip install -r req
 NO_TENSORFLOW = "import sys; sys.modules['tensorflow'] = None\n"
 
 
-def run_without_tensorflow(code, timeout=900):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+def run_without_tensorflow(code, timeout=900, extra_env=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", **(extra_env or {}))
     return subprocess.run([sys.executable, "-c", NO_TENSORFLOW + textwrap.dedent(code)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -92,3 +92,41 @@ def test_jax_step_runs_every_recipe_and_several_steps_per_call_train_exactly_as_
     """)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")
+
+
+def test_devices_all_splits_each_batch_over_two_devices_with_the_result_of_one():
+    """--devices all on two (simulated) CPU devices: the same run as on one device, within rounding."""
+    result = run_without_tensorflow("""
+        import jax
+        import numpy as np
+        from prendas import PrendasError
+        from prendas.config import TrainConfig
+        from prendas.train import train
+
+        assert len(jax.devices()) == 2
+        runs = {}
+        for devices in ("1", "all"):
+            config = TrainConfig(epochs=1, images=48, batch_size=16, seed=4, steps_per_execution=3, devices=devices,
+                                 out=f"/tmp/prendas-jax-devices/{devices}")
+            runs[devices] = train(config, log=lambda line: None)
+        kernel = runs["all"].gan.generator.trainable_variables[0].value
+        assert len(kernel.sharding.device_set) == 2  # the weights live on both devices
+        for a, b in zip(runs["1"].gan.generator.get_weights(), runs["all"].gan.generator.get_weights()):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+        assert abs(runs["1"].history[0]["d_loss"] - runs["all"].history[0]["d_loss"]) < 1e-4
+        try:
+            train(TrainConfig(epochs=1, images=48, batch_size=15, devices="all", out="/tmp/prendas-jax-devices/x"))
+        except PrendasError as e:
+            assert "does not split evenly over 2 devices" in str(e)
+        else:
+            raise AssertionError("an uneven split was accepted")
+        print("ok")
+    """, extra_env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_devices_all_on_tensorflow_is_a_clear_error(tmp_path):
+    result = run_cli("train", "--devices", "all", "--epochs", 1, "--images", 32, "--out", tmp_path)
+    assert result.returncode == 2 and "--devices all trains on the JAX backend" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "models").exists()
