@@ -64,7 +64,7 @@ def _parser():
     t.add_argument("--conditional", action="store_true", default=None, help="train with the class labels, so that "
                    "`generate --class` can ask for a garment")
     t.add_argument("--precision", choices=PRECISIONS, help="float32 (default), mixed_bfloat16, or mixed_float16 "
-                   "(with loss scaling): faster where the hardware has them (a GPU), slower on most CPUs")
+                   "(with loss scaling): for GPUs with fast 16-bit arithmetic; on a CPU, measure with `bench` first")
     t.add_argument("--steps-per-execution", type=int, help="training steps per compiled call (default "
                    f"{defaults.steps_per_execution}); more saves round trips when steps are short (a GPU)")
     t.add_argument("--xla", action="store_true", default=None, help="compile the training step with XLA")

@@ -143,10 +143,8 @@ class ProjectStep:
             # JAX's train function is pure: it takes the variables' values and gives back new ones,
             # as fit() does between syncs.
             self.iterator = _forever(steps)
-            groups = (self.gan.trainable_variables, self.gan.non_trainable_variables, self.gan.optimizer.variables,
-                      self.gan.metrics_variables)
             # copies: the train function donates (consumes) the buffers it is given
-            self.state = tuple([keras.ops.copy(v.value) for v in variables] for variables in groups)
+            self.state = tuple([keras.ops.copy(v.value) for v in variables] for variables in self.gan.jax_state_variables())
         else:
             self.iterator = iter(steps.repeat())
         self.per_call = config.steps_per_execution

@@ -18,9 +18,10 @@ class GAN(keras.Model):
 
     The training images live in device memory (`attach_data`); each step takes its batch there,
     by its step number in the epoch and the epoch's order (`set_epoch_order`), and scales it to
-    [-1, 1] itself. fit() only hands it the step number. `loss` is bce, wgan-gp or hinge; the generator takes one step for every `d_steps`
-    discriminator steps; with `ema` > 0 a moving average of the generator's weights
-    (`ema_generator`) is kept for samples, saved models and evaluation.
+    [-1, 1] itself. fit() only hands it the step number. `loss` is bce, wgan-gp or hinge; the
+    generator takes one step for every `d_steps` discriminator steps; with `ema` > 0 a moving
+    average of the generator's weights (`ema_generator`) is kept for samples, saved models and
+    evaluation.
     """
 
     def __init__(self, generator, discriminator, loss="bce", d_steps=1, ema=0.0, ema_generator=None, **kwargs):
@@ -256,9 +257,7 @@ class GAN(keras.Model):
 
         shardings = None
         if keras.distribution.distribution() is not None:  # --devices all: the state stays where it is
-            groups = (self.trainable_variables, self.non_trainable_variables, self.optimizer.variables,
-                      self.metrics_variables)
-            shardings = (None, tuple([v.value.sharding for v in variables] for variables in groups))
+            shardings = (None, tuple([v.value.sharding for v in variables] for variables in self.jax_state_variables()))
         run_steps = jax.jit(run_steps, donate_argnums=0, static_argnums=2, out_shardings=shardings)
         per_call = self.steps_per_execution
 
@@ -272,14 +271,17 @@ class GAN(keras.Model):
         self.train_function = train_function
         return train_function
 
+    def jax_state_variables(self):
+        """The variables behind JAX fit()'s state, in its four groups and order."""
+        return (self.trainable_variables, self.non_trainable_variables, self.optimizer.variables, self.metrics_variables)
+
     def jax_train_step(self, state, step):
         """One step as a pure function of fit()'s state (trainable, non-trainable, optimizer, metric values).
 
         The variables are read and written through a StatelessScope over that state; the networks run
         with stateless_call, gradients come from jax.vjp and the updates from optimizer.stateless_apply.
         """
-        groups = (self.trainable_variables, self.non_trainable_variables, self.optimizer.variables,
-                  self.metrics_variables)
+        groups = self.jax_state_variables()
         mapping = [(v, x) for variables, values in zip(groups, state) for v, x in zip(variables, values)]
         with keras.StatelessScope(state_mapping=mapping) as scope:
             real, labels = _split_batch(self.take_batch(step))
@@ -296,7 +298,7 @@ class GAN(keras.Model):
             if self.ema:
                 self._update_ema()
             logs = {m.name: m.result() for m in self.metrics}
-            new_state = tuple([scope.get_current_value(v) for v in variables] for variables in groups)
+            new_state = tuple(self._values(scope, variables) for variables in groups)
         return logs, new_state
 
     @staticmethod
@@ -416,7 +418,7 @@ class GAN(keras.Model):
         def skip(current):
             return current, ops.zeros((), "float32"), ops.zeros((), "float32")
 
-        stepped = ops.equal(self._values(scope, [self.d_optimizer.iterations])[0] % self.d_steps, 0)
+        stepped = ops.equal(scope.get_current_value(self.d_optimizer.iterations) % self.d_steps, 0)
         new, g_loss, weight = jax.lax.cond(stepped, step, skip, current)
         for variables, values in zip(groups, new):
             self._assign(variables, values)

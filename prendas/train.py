@@ -53,7 +53,7 @@ def resume(
     """Continue the run saved in `checkpoint` for `epochs` more epochs; its tag reads 'E0+E'.
 
     The new files go under `out`, by default the folder that holds the checkpoint's `checkpoints/`.
-    How the steps run (steps_per_execution, xla) may change; everything else (batch size, images,
+    How the steps run (steps_per_execution, xla, devices) may change; everything else (batch size, images,
     learning rates, seed, precision) is the checkpoint's; `expect`, a
     dict of such settings, makes any difference from the checkpoint an error.
     """
@@ -193,9 +193,10 @@ def _fit(run, images, callbacks, log):
         if hasattr(callback, "set_run"):  # callbacks that want the run's history and frames (NotebookMonitor)
             callback.set_run(run)
     run.gan.attach_data(images, labels, config.batch_size)  # into device memory, once
+    devices = replicas()
     run.gan.fit(
-        step_indices(steps, replicas()),  # each step takes its batch from the attached images by its number
-        batch_size=replicas(),  # (for the backends that get an array of step numbers: one per device)
+        step_indices(steps, devices),  # each step takes its batch from the attached images by its number
+        batch_size=devices,  # (for the backends that get an array of step numbers: one per device)
         epochs=run.last_epoch,
         initial_epoch=run.first_epoch,
         shuffle=False,  # EpochOrder shuffles, reproducibly from the seed
