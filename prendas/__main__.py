@@ -69,7 +69,8 @@ def _parser():
                    f"{defaults.steps_per_execution}); more saves round trips when steps are short (a GPU)")
     t.add_argument("--xla", action="store_true", default=None, help="compile the training step with XLA")
     t.add_argument("--devices", choices=("1", "all"), help="1 (default) or all: train data-parallel on every GPU "
-                   "(JAX backend), each taking a share of the batch; may change on --resume")
+                   "(TensorFlow's MirroredStrategy, JAX's DataParallel), each taking a share of the batch; "
+                   "may change on --resume")
     t.add_argument("--resume", metavar="CHECKPOINT", help="continue from OUT/checkpoints/checkpoint_TAG.npz")
 
     g = commands.add_parser(

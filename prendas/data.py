@@ -169,7 +169,7 @@ def step_indices(steps, copies=1):
 
     The images themselves stay in the GAN's device memory (GAN.attach_data); a step uses its number
     to take its batch there, so no image crosses from the host during training. With TensorFlow this
-    is a tf.data pipeline (no Python per step); other backends get an array, with each number
+    is a tf.data pipeline (no Python per step), other backends get an array; with each number
     repeated `copies` times when several devices share a step (one number for each).
     """
     import keras
@@ -177,7 +177,9 @@ def step_indices(steps, copies=1):
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        return tf.data.Dataset.range(steps)
+        steps = tf.data.Dataset.range(steps)
+        # Under MirroredStrategy the dataset's batches are split over the replicas: one number for each.
+        return steps if copies == 1 else steps.map(lambda step: tf.fill([copies], step))
     return np.repeat(np.arange(steps, dtype=np.int32), copies)
 
 

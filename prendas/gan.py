@@ -1,5 +1,7 @@
 """The GAN as a keras.Model: fit() drives it, train_step holds the two adversarial updates."""
 
+import contextlib
+
 import keras
 import numpy as np
 from keras import ops
@@ -55,13 +57,15 @@ class GAN(keras.Model):
         """
         n = len(images)
         self.batch_size = int(batch_size)
-        self.train_images = keras.Variable(np.asarray(images, np.float16), trainable=False, name="train_images")
-        self.train_labels = None
-        if self.conditional:
-            if labels is None:
-                raise ValueError("a conditional GAN trains on labelled images")
-            self.train_labels = keras.Variable(np.asarray(labels, np.float16), trainable=False, name="train_labels")
-        self.epoch_order = keras.Variable(np.arange(n, dtype=np.int32), trainable=False, name="epoch_order")
+        if self.conditional and labels is None:
+            raise ValueError("a conditional GAN trains on labelled images")
+        # (under MirroredStrategy, on every device)
+        with self.distribute_strategy.scope() if keras.backend.backend() == "tensorflow" else contextlib.nullcontext():
+            self.train_images = keras.Variable(np.asarray(images, np.float16), trainable=False, name="train_images")
+            self.train_labels = None
+            if self.conditional:
+                self.train_labels = keras.Variable(np.asarray(labels, np.float16), trainable=False, name="train_labels")
+            self.epoch_order = keras.Variable(np.arange(n, dtype=np.int32), trainable=False, name="epoch_order")
 
     def set_epoch_order(self, order):
         """The order in which the coming epoch visits the attached images (a permutation of 0..N-1)."""
@@ -75,10 +79,13 @@ class GAN(keras.Model):
         """
         n = ops.shape(self.epoch_order)[0]
         start = ops.cast(step, "int32") * self.batch_size
-        if keras.backend.backend() == "jax":
-            # XLA under JAX needs static shapes: the last step wraps around to the start of the
-            # epoch's order, so every step has B images and every image is seen each epoch.
-            positions = (start + ops.arange(self.batch_size, dtype="int32")) % n
+        replica, replicas = _replica()
+        if keras.backend.backend() == "jax" or replicas > 1:
+            # XLA under JAX needs static shapes, and MirroredStrategy equal shares: the last step wraps
+            # around to the start of the epoch's order, so every step has B images and every image is
+            # seen each epoch. Each TensorFlow replica takes its share (JAX splits the batch itself).
+            share = self.batch_size // replicas
+            positions = (start + replica * share + ops.arange(share, dtype="int32")) % n
         else:
             positions = ops.arange(start, ops.minimum(start + self.batch_size, n))
         chosen = ops.take(self.epoch_order, positions)
@@ -139,22 +146,50 @@ class GAN(keras.Model):
         else:
             d_loss = self._discriminator_step(real, labels, batch)
             # The generator steps after every d_steps-th discriminator step; its loss is tracked there.
-            tf.cond(
-                ops.equal(self.d_optimizer.iterations % self.d_steps, 0),
-                lambda: self._generator_step(batch),
-                lambda: tf.constant(0.0),
-            )
+            self._every_d_steps(self._generator_step, batch)
         self.d_loss_tracker.update_state(d_loss, sample_weight=ops.cast(batch, "float32"))
         if self.ema:
             self._update_ema()
         return {m.name: m.result() for m in self.metrics}
 
+    def _every_d_steps(self, step, batch):
+        """step(batch) after every d_steps-th discriminator step, as a tf.cond.
+
+        Under MirroredStrategy the step synchronizes the replicas (gradients, batch statistics), which
+        a cond inside one replica may not do: there the cond is taken across the replicas and runs
+        the step on each of them.
+        """
+
+        def due():
+            return ops.equal(self.d_optimizer.iterations % self.d_steps, 0)
+
+        def skip():
+            return tf.constant(0.0)
+
+        if _replica()[1] == 1:
+            return tf.cond(due(), lambda: step(batch), skip)
+
+        def across(strategy, batch):
+            def run():
+                strategy.extended.call_for_each_replica(step, args=(batch,))
+                return skip()
+
+            return tf.cond(due(), run, skip)
+
+        return tf.distribute.get_replica_context().merge_call(across, args=(batch,))
+
     def _fakes(self, batch):
         """Noise and, for a conditional GAN, labels drawn uniformly for a batch of fakes."""
-        z = keras.random.normal((batch, self.latent_dim), seed=self.noise_seed)
+        z = _share(keras.random.normal, (batch, self.latent_dim), seed=self.noise_seed)
         if not self.conditional:
             return z, None
-        return z, keras.random.randint((batch, 1), 0, NUM_CLASSES, seed=self.noise_seed, dtype="int32")
+        return z, _share(keras.random.randint, (batch, 1), 0, NUM_CLASSES, seed=self.noise_seed, dtype="int32")
+
+    @staticmethod
+    def _for_gradients(loss):
+        """The loss whose gradients a replica hands the optimizer, which sums them over the replicas."""
+        replicas = _replica()[1]
+        return loss if replicas == 1 else loss / replicas
 
     def _generate(self, z, fake_labels, training):
         # float32 out, whatever the precision inside: fakes meet the real images (float32) next.
@@ -167,7 +202,7 @@ class GAN(keras.Model):
         """The discriminator's loss, with the gradient penalty for WGAN-GP."""
         d_loss = discriminator_loss(real_out, fake_out, self.loss_name)
         if self.loss_name == "wgan-gp":
-            weights = keras.random.uniform((ops.shape(real)[0], 1, 1, 1), seed=self.noise_seed)
+            weights = _share(keras.random.uniform, (ops.shape(real)[0], 1, 1, 1), seed=self.noise_seed)
             mixed = interpolate(real, fake, weights)
             with tf.GradientTape() as gp_tape:
                 gp_tape.watch(mixed)
@@ -188,7 +223,8 @@ class GAN(keras.Model):
             d_loss = self._d_loss(real, fake, real_out, fake_out, real_labels)
             g_loss = generator_loss(fake_out, self.loss_name)
             # (mixed_float16: the loss scale must be applied where the tapes see it)
-            scaled_g, scaled_d = self.g_optimizer.scale_loss(g_loss), self.d_optimizer.scale_loss(d_loss)
+            scaled_g = self.g_optimizer.scale_loss(self._for_gradients(g_loss))
+            scaled_d = self.d_optimizer.scale_loss(self._for_gradients(d_loss))
         g_grads = g_tape.gradient(scaled_g, self.generator.trainable_variables)
         d_grads = d_tape.gradient(scaled_d, self.discriminator.trainable_variables)
         self.g_optimizer.apply_gradients(zip(g_grads, self.generator.trainable_variables))
@@ -204,7 +240,7 @@ class GAN(keras.Model):
             out = self._judge(ops.concatenate([real, fake], axis=0), both)
             # The penalty's interpolates pair each real image with a fake of the real image's class.
             d_loss = self._d_loss(real, fake, out[:batch], out[batch:], real_labels)
-            scaled = self.d_optimizer.scale_loss(d_loss)
+            scaled = self.d_optimizer.scale_loss(self._for_gradients(d_loss))
         d_grads = d_tape.gradient(scaled, self.discriminator.trainable_variables)
         self.d_optimizer.apply_gradients(zip(d_grads, self.discriminator.trainable_variables))
         return d_loss
@@ -214,7 +250,7 @@ class GAN(keras.Model):
         with tf.GradientTape() as g_tape:
             fake_out = self._judge(self._generate(z, fake_labels, training=True), fake_labels)
             g_loss = generator_loss(fake_out, self.loss_name)
-            scaled = self.g_optimizer.scale_loss(g_loss)
+            scaled = self.g_optimizer.scale_loss(self._for_gradients(g_loss))
         g_grads = g_tape.gradient(scaled, self.generator.trainable_variables)
         self.g_optimizer.apply_gradients(zip(g_grads, self.generator.trainable_variables))
         self.g_loss_tracker.update_state(g_loss, sample_weight=ops.cast(batch, "float32"))
@@ -449,6 +485,29 @@ def _split_batch(arrays):
         None if x is None else jax.lax.with_sharding_constraint(x, distribution.get_data_layout(x.shape).backend_layout)
         for x in arrays
     )
+
+
+def _replica():
+    """(this replica's number, how many) under TensorFlow's MirroredStrategy; (0, 1) everywhere else."""
+    if keras.backend.backend() != "tensorflow":
+        return 0, 1
+    context = tf.distribute.get_replica_context()
+    if context is None:  # cross-replica code (outside the step)
+        return 0, 1
+    return context.replica_id_in_sync_group, context.num_replicas_in_sync
+
+
+def _share(draw, shape, *args, **kwargs):
+    """A random draw for this replica's share of the batch (`shape` is the share's).
+
+    Every replica draws the whole batch from the same seed state and keeps its own rows, so the
+    replicas together see exactly the numbers one device would.
+    """
+    replica, replicas = _replica()
+    if replicas == 1:
+        return draw(shape, *args, **kwargs)
+    whole = draw((shape[0] * replicas, *shape[1:]), *args, **kwargs)
+    return whole[replica * shape[0] : (replica + 1) * shape[0]]
 
 
 def _first(data):

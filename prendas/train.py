@@ -4,6 +4,7 @@
 checkpoint left it (weights, optimizer moments, noise and dropout streams, epoch count).
 """
 
+import contextlib
 import datetime
 import os
 import platform
@@ -95,7 +96,8 @@ def build_gan(config):
     if backend == "jax" and config.deterministic and "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
         warnings.warn("--deterministic sets TensorFlow's kernels; on JAX, start Python with "
                       "XLA_FLAGS=--xla_gpu_deterministic_ops=true for deterministic GPU kernels", stacklevel=2)
-    keras.distribution.set_distribution(_data_parallel(config, backend))
+    keras.distribution.set_distribution(_data_parallel(config, backend) if backend == "jax" else None)
+    strategy = _mirrored_strategy(config) if backend == "tensorflow" else None
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -110,45 +112,46 @@ def build_gan(config):
     def generator():
         return build_generator(config.latent_dim, config.arch, config.conditional)
 
-    # The layers compute in the chosen precision (their weights stay float32); the policy is global in
-    # Keras, so it is set only while the networks are built.
-    previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(config.precision)
-    try:
-        # Dropout is the tutorial's; a WGAN-GP critic and a hinge discriminator train without it, as in their papers.
-        discriminator = build_discriminator(
-            config.arch, dropout=0.3 if config.loss == "bce" else 0.0, spectral_norm=config.spectral_norm,
-            conditional=config.conditional,
-        )
-        gan = GAN(
-            generator(), discriminator, loss=config.loss, d_steps=config.resolved("d_steps"), ema=config.ema,
-            ema_generator=generator() if config.ema else None,
-        )
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
-    betas = {"beta_1": config.resolved("beta_1"), "beta_2": config.resolved("beta_2")}
-    optimizers = {
-        "d_optimizer": keras.optimizers.Adam(config.d_lr, **betas, name="d_adam"),
-        "g_optimizer": keras.optimizers.Adam(config.g_lr, **betas, name="g_adam"),
-    }
-    if config.precision == "mixed_float16":  # float16 gradients underflow without a loss scale
-        optimizers = {k: keras.optimizers.LossScaleOptimizer(o, name=o.name + "_scaled") for k, o in optimizers.items()}
-    gan.compile(**optimizers, steps_per_execution=config.steps_per_execution, jit_compile=config.xla)
-    gan.build_optimizers()
+    with strategy.scope() if strategy else contextlib.nullcontext():  # (--devices all: variables on every device)
+        # The layers compute in the chosen precision (their weights stay float32); the policy is global
+        # in Keras, so it is set only while the networks are built.
+        previous_policy = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(config.precision)
+        try:
+            # Dropout is the tutorial's; a WGAN-GP critic and a hinge discriminator train without it, as in their papers.
+            discriminator = build_discriminator(
+                config.arch, dropout=0.3 if config.loss == "bce" else 0.0, spectral_norm=config.spectral_norm,
+                conditional=config.conditional,
+            )
+            gan = GAN(
+                generator(), discriminator, loss=config.loss, d_steps=config.resolved("d_steps"), ema=config.ema,
+                ema_generator=generator() if config.ema else None,
+            )
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
+        if strategy is not None and strategy.num_replicas_in_sync > 1:
+            # Batch statistics over the whole batch, as on one device, not over each replica's share.
+            set_synchronized_batch_norm(gan.generator, True)
+        betas = {"beta_1": config.resolved("beta_1"), "beta_2": config.resolved("beta_2")}
+        optimizers = {
+            "d_optimizer": keras.optimizers.Adam(config.d_lr, **betas, name="d_adam"),
+            "g_optimizer": keras.optimizers.Adam(config.g_lr, **betas, name="g_adam"),
+        }
+        if config.precision == "mixed_float16":  # float16 gradients underflow without a loss scale
+            optimizers = {k: keras.optimizers.LossScaleOptimizer(o, name=o.name + "_scaled") for k, o in optimizers.items()}
+        gan.compile(**optimizers, steps_per_execution=config.steps_per_execution, jit_compile=config.xla)
+        gan.build_optimizers()
     return gan
 
 
 def _data_parallel(config, backend):
-    """None for one device; for --devices all, Keras's DataParallel over every device JAX sees.
+    """JAX: None for one device; for --devices all, Keras's DataParallel over every device JAX sees.
 
     The variables are replicated, each step's batch is split along its first axis, and XLA inserts the
     reductions (losses, gradients, batch statistics), so the result is that of one device.
     """
     if config.devices == "1":
         return None
-    if backend != "jax":
-        raise PrendasError("--devices all trains on the JAX backend (KERAS_BACKEND=jax); TensorFlow's "
-                           "MirroredStrategy is not supported yet")
     import jax
 
     devices = jax.devices()
@@ -157,8 +160,57 @@ def _data_parallel(config, backend):
     return keras.distribution.DataParallel(devices=devices)
 
 
-def replicas():
+def _mirrored_strategy(config):
+    """TensorFlow: None for one device; for --devices all, a MirroredStrategy over every GPU (else every CPU).
+
+    Each replica takes its share of the step's batch (and of its noise), the optimizers sum the
+    replicas' gradients of loss / replicas, and the generator's BatchNorm layers take their statistics
+    over the whole batch: the result is that of one device. Several machines: MultiWorkerMirroredStrategy
+    is not built (see the README).
+    """
+    if config.devices == "1":
+        return None
+    import tensorflow as tf
+
+    if config.steps_per_execution > 1:  # Keras 3 fails there: keras-team/keras#19246
+        raise PrendasError("--devices all on TensorFlow takes one step per call (Keras's multi-step loop fails under "
+                           "MirroredStrategy); leave --steps-per-execution at 1, or train with KERAS_BACKEND=jax")
+    devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [d.name for d in tf.config.list_logical_devices("CPU")]
+    if config.batch_size % len(devices):
+        raise PrendasError(f"--batch-size {config.batch_size} does not split evenly over {len(devices)} devices")
+    # Reductions through one device, not collective ops: the synchronized BatchNorm's reductions (and
+    # their gradients) and the optimizers' are not ordered alike on every replica, and collective ops
+    # then fail with "Shape mismatch in the collective instance" (seen on two CPU devices).
+    return tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
+def set_synchronized_batch_norm(model, on):
+    """Make the BatchNormalization layers of `model` compute their statistics across replicas (TensorFlow)."""
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = on
+
+
+@contextlib.contextmanager
+def _unsynchronized(model):
+    """While `model` is saved, its BatchNorm layers say synchronized=False: a file that other backends load.
+
+    (Synchronization only decides where training takes its statistics; the layer is otherwise the same.)
+    """
+    layers = [l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization) and l.synchronized]
+    for layer in layers:
+        layer.synchronized = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.synchronized = True
+
+
+def replicas(gan):
     """How many devices share each step (1 unless --devices all is in force)."""
+    if keras.backend.backend() == "tensorflow":
+        return gan.distribute_strategy.num_replicas_in_sync
     distribution = keras.distribution.distribution()
     return 1 if distribution is None else int(distribution.device_mesh.devices.size)
 
@@ -193,7 +245,7 @@ def _fit(run, images, callbacks, log):
         if hasattr(callback, "set_run"):  # callbacks that want the run's history and frames (NotebookMonitor)
             callback.set_run(run)
     run.gan.attach_data(images, labels, config.batch_size)  # into device memory, once
-    devices = replicas()
+    devices = replicas(run.gan)
     run.gan.fit(
         step_indices(steps, devices),  # each step takes its batch from the attached images by its number
         batch_size=devices,  # (for the backends that get an array of step numbers: one per device)
@@ -292,9 +344,11 @@ class Run:
     def save_final(self):
         """Models, grid, five single images and the animation; run.json last, marking the run complete."""
         paths = self.paths
-        artifacts.save_model(self.gan.sampler, paths["generator"])  # the moving average, when there is one
+        with _unsynchronized(self.gan.sampler):
+            artifacts.save_model(self.gan.sampler, paths["generator"])  # the moving average, when there is one
         if self.config.ema:
-            artifacts.save_model(self.gan.generator, paths["generator_raw"])  # the weights as trained, to compare
+            with _unsynchronized(self.gan.generator):
+                artifacts.save_model(self.gan.generator, paths["generator_raw"])  # the weights as trained, to compare
         artifacts.save_model(self.gan.discriminator, paths["discriminator"])
         artifacts.save_png(self.frames[-1], paths["grid"])
         labels = None if self.fixed_labels is None else self.fixed_labels[:5]

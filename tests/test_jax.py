@@ -124,9 +124,3 @@ def test_devices_all_splits_each_batch_over_two_devices_with_the_result_of_one()
     """, extra_env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")
-
-
-def test_devices_all_on_tensorflow_is_a_clear_error(tmp_path):
-    result = run_cli("train", "--devices", "all", "--epochs", 1, "--images", 32, "--out", tmp_path)
-    assert result.returncode == 2 and "--devices all trains on the JAX backend" in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "models").exists()

@@ -1,0 +1,100 @@
+"""--devices all on TensorFlow (issue 6): MirroredStrategy over two logical CPU devices gives the result of
+one device, its files load anywhere, and its checkpoints resume on one device. (The JAX backend's
+DataParallel is tested in test_jax.py.) Each test runs in a fresh process: TensorFlow's devices are
+configured before it starts."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from conftest import ROOT, run_cli
+
+TWO_CPUS = """
+import tensorflow as tf
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+import numpy as np
+from prendas import PrendasError
+from prendas.config import TrainConfig
+from prendas.train import resume, train
+assert len(tf.config.list_logical_devices("CPU")) == 2
+
+def quiet(line):
+    pass
+
+def assert_same(a, b, atol=1e-5):
+    for x, y in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_allclose(x, y, rtol=0, atol=atol)
+"""
+
+
+def run_on_two_cpus(code, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), KERAS_BACKEND="tensorflow", TMP=str(tmp_path))
+    result = subprocess.run([sys.executable, "-c", TWO_CPUS + textwrap.dedent(code)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.strip().endswith("ok"), result.stdout[-2000:]
+
+
+def test_mirrored_strategy_gives_the_result_of_one_device(tmp_path):
+    """Every path of the step (joint, critic steps with the generator every 2nd, the penalty, labels, the
+    moving average, synchronized BatchNorm): the weights and losses of one device, within rounding."""
+    run_on_two_cpus("""
+        import os, zipfile
+        import keras
+        for recipe in ({"loss": "hinge", "spectral_norm": True},
+                       {"loss": "wgan-gp", "d_steps": 2, "ema": 0.9, "conditional": True}):
+            runs = {}
+            for devices in ("1", "all"):
+                config = TrainConfig(epochs=1, images=64, batch_size=16, seed=3, devices=devices, deterministic=True,
+                                     out=f"{os.environ['TMP']}/{recipe['loss']}-{devices}", **recipe)
+                runs[devices] = train(config, log=quiet)
+            one, two = runs["1"], runs["all"]
+            assert two.gan.distribute_strategy.num_replicas_in_sync == 2
+            assert one.history[0]["g_loss"] != 0  # the generator stepped
+            assert_same(one.gan.generator, two.gan.generator)
+            assert_same(one.gan.discriminator, two.gan.discriminator)
+            assert_same(one.gan.sampler, two.gan.sampler)
+            for key in ("d_loss", "g_loss"):
+                assert abs(one.history[0][key] - two.history[0][key]) < 1e-5, (key, one.history[0], two.history[0])
+            # The saved generators say nothing of the replicas (a synchronized BatchNorm loads on TensorFlow only).
+            for name in ("generator", "generator_raw"):
+                if name in two.paths:
+                    assert b'"synchronized": true' not in zipfile.ZipFile(two.paths[name]).read("config.json")
+                    keras.models.load_model(two.paths[name], compile=False)
+        print("ok")
+    """, tmp_path)
+
+
+def test_a_mirrored_checkpoint_resumes_on_one_device_and_bad_settings_are_clear_errors(tmp_path):
+    run_on_two_cpus("""
+        import os
+        out = os.environ["TMP"]
+        common = dict(images=48, batch_size=16, seed=5, loss="hinge", deterministic=True)
+        straight = train(TrainConfig(epochs=2, out=f"{out}/straight", **common), log=quiet)
+        half = train(TrainConfig(epochs=1, devices="all", out=f"{out}/split", **common), log=quiet)
+        rest = resume(half.paths["checkpoint"], 1, devices="1", log=quiet)
+        assert rest.tag.endswith("_1+1ep_48imgs") and rest.config.devices == "1"
+        assert_same(straight.gan.generator, rest.gan.generator)
+        assert_same(straight.gan.discriminator, rest.gan.discriminator)
+        for changes, message in (({"batch_size": 15}, "does not split evenly over 2 devices"),
+                                 ({"steps_per_execution": 2}, "--devices all on TensorFlow takes one step per call")):
+            target = f"{out}/bad"
+            try:
+                train(TrainConfig(**{**common, "epochs": 1, "devices": "all", "out": target, **changes}), log=quiet)
+            except PrendasError as e:
+                assert message in str(e), str(e)
+            else:
+                raise AssertionError(f"{changes} was accepted")
+            assert not os.path.exists(target)
+        print("ok")
+    """, tmp_path)
+
+
+def test_devices_all_from_the_command_line_on_one_cpu(tmp_path):
+    """A machine with one device: --devices all runs (one replica) and says nothing strange."""
+    result = run_cli("train", "--devices", "all", "--epochs", 1, "--images", 32, "--batch-size", 16, "--out", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert list((tmp_path / "models").glob("generator_*_1ep_32imgs.keras"))
