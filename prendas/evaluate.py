@@ -7,7 +7,9 @@ floor that no generator can beat. A memorization check finds each of a few gener
 nearest training image.
 """
 
+import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -80,11 +82,7 @@ def evaluate_generator(generator, n=10_000, seed=0, reference=None, floor=True):
 
     if floor:
         t = time.perf_counter()
-        chosen = np.random.default_rng(seed).choice(len(reference.data.x_train), n, replace=False)
-        real, real_labels = reference.data.x_train[chosen], reference.data.y_train[chosen]
-        # For a conditional generator the floor's agreement is the classifier's own accuracy on real images.
-        result["floor"] = {"what": f"{n:,} real training images",
-                           **reference.score(real, labels=real_labels if conditional else None)}
+        result["floor"], result["floor_from_cache"] = floor_scores(reference, n, seed, conditional)
         timings["floor"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -94,6 +92,46 @@ def evaluate_generator(generator, n=10_000, seed=0, reference=None, floor=True):
     result["feature_network"] = {"test_accuracy": load_record()["test_accuracy"], "sha256": weights_digest()}
     result["seconds"] = {k: round(v, 2) for k, v in timings.items()} | {"total": round(time.perf_counter() - started, 2)}
     return result
+
+
+def floor_scores(reference, n, seed, conditional):
+    """(the floor: n real training images scored like a generator's, whether it came from the cache).
+
+    The floor is the same for every generator scored with the same n, seed and kind (conditional or
+    not), so it is kept in the cache folder (PRENDAS_CACHE, else ~/.cache/prendas), keyed by the
+    feature network's weights, the images and the code that scores them: any change scores it again.
+    """
+    digest = getattr(reference.network, "digest", None)  # (a network without one is never cached)
+    path = None
+    if digest and (folder := cache_folder()):
+        key = hashlib.sha256()
+        for part in (digest, n, seed, conditional, reference.data.x_train, reference.data.y_train,
+                     reference.data.x_test, Path(__file__).read_bytes(), Path(metrics.__file__).read_bytes()):
+            key.update(part.tobytes() if isinstance(part, np.ndarray) else str(part).encode())
+        path = folder / f"floor_{key.hexdigest()[:16]}.json"
+        try:
+            return json.loads(path.read_text()), True
+        except (OSError, ValueError):
+            pass  # not there yet (or unreadable): score it
+    chosen = np.random.default_rng(seed).choice(len(reference.data.x_train), n, replace=False)
+    real, real_labels = reference.data.x_train[chosen], reference.data.y_train[chosen]
+    # For a conditional generator the floor's agreement is the classifier's own accuracy on real images.
+    scores = {"what": f"{n:,} real training images", **reference.score(real, labels=real_labels if conditional else None)}
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            artifacts.write_json(path, scores)
+        except OSError:
+            pass  # a read-only home: no cache, the same figures
+    return scores, False
+
+
+def cache_folder():
+    """Where scores that do not change are kept: PRENDAS_CACHE, else $XDG_CACHE_HOME/prendas or ~/.cache/prendas."""
+    if os.environ.get("PRENDAS_CACHE"):
+        return Path(os.environ["PRENDAS_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or (Path.home() / ".cache" if Path.home().is_dir() else None)
+    return Path(base) / "prendas" if base else None
 
 
 def memorization(images, data):
@@ -184,6 +222,7 @@ def evaluate_model_file(model_path, n=10_000, seed=0, json_path=None, log=print)
                 "against: its figures look better than they are"
             )
     log(format_table(result))
-    log(f"{n:,} samples scored in {result['seconds']['total']:.1f}s; saved {json_path}")
+    cached = " (the floor from the cache)" if result.get("floor_from_cache") else ""
+    log(f"{n:,} samples scored in {result['seconds']['total']:.1f}s{cached}; saved {json_path}")
     artifacts.write_json(json_path, result)
     return result

@@ -112,6 +112,7 @@ class FeatureNetwork:
             raise PrendasError(f"no feature network at {path}: train it with `python -m prendas evaluator --train`")
         model = keras.models.load_model(path, compile=False)
         self.model = keras.Model(model.input, [model.get_layer(FEATURES_LAYER).output, model.output])
+        self.digest = weights_digest(path)
 
     def __call__(self, images, batch_size=1000):
         """uint8 images (N, 28, 28) -> (features (N, 128) float64, class probabilities (N, 10))."""

@@ -2,6 +2,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ REAL_DATA = Path("/usr/share/datasets/fashion-mnist")
 
 # Quiet TensorFlow's C++ start-up lines in every process the tests start.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The evaluation's cache (the floor's scores) goes to a folder of this test session, not the user's.
+os.environ["PRENDAS_CACHE"] = tempfile.mkdtemp(prefix="prendas-test-cache-")
 
 
 @pytest.fixture(scope="session")

@@ -76,11 +76,13 @@ def test_quality_during_training(tiny_run):
     assert (out / "images" / f"quality_{tag}.png").is_file()
 
 
-def test_evaluate_command(tiny_run, tmp_path):
+def test_evaluate_command(tiny_run, tmp_path, monkeypatch):
     out, _ = tiny_run
     [model] = (out / "models").glob("generator_*.keras")
+    monkeypatch.setenv("PRENDAS_CACHE", str(tmp_path / "cache"))
     result = run_cli("evaluate", "--model", model, "--n", 500)
     assert result.returncode == 0, result.stderr
+    assert "floor from the cache" not in result.stdout
     for label in ("FID", "KID x 1000", "precision", "recall", "density", "coverage", "classifier score",
                   "class KL from uniform", "classes with >= 5%", "floor (real)", "nearest training image"):
         assert label in result.stdout
@@ -92,6 +94,19 @@ def test_evaluate_command(tiny_run, tmp_path):
                                          "sha256": evaluator.weights_digest()}
     assert len(report["memorization"]["distance"]) == 100
     assert report["run"]["data"]["includes_test_images"] is False and "warning" not in report
+
+    # The floor is the same for the next evaluation with the same n and seed: it comes from the cache,
+    # and a cache file that cannot be read is scored again.
+    [cached] = (tmp_path / "cache").glob("floor_*.json")
+    for damage in (None, "{not json"):
+        if damage:
+            cached.write_text(damage)
+        again = run_cli("evaluate", "--model", model, "--n", 500, "--json", tmp_path / "again.json")
+        assert again.returncode == 0, again.stderr
+        second = json.loads((tmp_path / "again.json").read_text())
+        assert second["floor"] == report["floor"] and second["metrics"] == report["metrics"]
+        assert second["floor_from_cache"] is (damage is None) and report["floor_from_cache"] is False
+        assert ("floor from the cache" in again.stdout) is (damage is None)
 
     # the results table picks the run and its evaluation up
     table = tmp_path / "RESULTS.md"
