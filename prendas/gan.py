@@ -74,8 +74,9 @@ class GAN(keras.Model):
     def take_batch(self, step):
         """Step `step` of the epoch: the images at positions step*B .. step*B+B-1 of its order, in [-1, 1].
 
-        The last step of an epoch takes what is left, so it may be short (on JAX it is filled up from
-        the start of the order instead: every step there has the same shape).
+        The last step of an epoch takes what is left, so it may be short (on JAX, and on TensorFlow
+        with several replicas, it is filled up from the start of the order instead: every step there
+        has the same shape). Under MirroredStrategy each replica takes its share of the batch.
         """
         n = ops.shape(self.epoch_order)[0]
         start = ops.cast(step, "int32") * self.batch_size
