@@ -66,7 +66,7 @@ class TrainConfig:
     steps_per_execution: int = 1  # training steps per compiled call: fewer round trips to the device
     xla: bool = False  # compile the TensorFlow step with XLA (JAX always is)
     precision: str = "float32"  # or mixed_bfloat16 / mixed_float16 (float16 with loss scaling)
-    devices: str = "1"  # "all": data-parallel over every device JAX sees (the batch split, the same result)
+    devices: str = "1"  # "all": data-parallel over every GPU (the batch split, the same result)
 
     def __post_init__(self):
         for name, (low, high) in _INT_RANGES.items():

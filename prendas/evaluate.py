@@ -104,13 +104,22 @@ def floor_scores(reference, n, seed, conditional):
     digest = getattr(reference.network, "digest", None)  # (a network without one is never cached)
     path = None
     if digest and (folder := cache_folder()):
+        import keras
+
+        from prendas import evaluator
+
+        settings = json.dumps([digest, n, seed, conditional, keras.__version__, keras.backend.backend(), np.__version__])
+        code = [Path(module.__file__).read_bytes() for module in (evaluator, metrics)] + [Path(__file__).read_bytes()]
+        data = reference.data
         key = hashlib.sha256()
-        for part in (digest, n, seed, conditional, reference.data.x_train, reference.data.y_train,
-                     reference.data.x_test, Path(__file__).read_bytes(), Path(metrics.__file__).read_bytes()):
-            key.update(part.tobytes() if isinstance(part, np.ndarray) else str(part).encode())
+        for part in (settings.encode(), *code, data.x_train, data.y_train, data.x_test):
+            part = part.tobytes() if isinstance(part, np.ndarray) else part
+            key.update(len(part).to_bytes(8, "little") + part)  # (each part's length first: no two keys alike)
         path = folder / f"floor_{key.hexdigest()[:16]}.json"
         try:
-            return json.loads(path.read_text()), True
+            scores = json.loads(path.read_text())
+            if isinstance(scores, dict) and "fid" in scores:
+                return scores, True
         except (OSError, ValueError):
             pass  # not there yet (or unreadable): score it
     chosen = np.random.default_rng(seed).choice(len(reference.data.x_train), n, replace=False)
@@ -130,8 +139,13 @@ def cache_folder():
     """Where scores that do not change are kept: PRENDAS_CACHE, else $XDG_CACHE_HOME/prendas or ~/.cache/prendas."""
     if os.environ.get("PRENDAS_CACHE"):
         return Path(os.environ["PRENDAS_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or (Path.home() / ".cache" if Path.home().is_dir() else None)
-    return Path(base) / "prendas" if base else None
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "prendas"
+    try:
+        home = Path.home()
+    except RuntimeError:  # no home folder: no cache
+        return None
+    return home / ".cache" / "prendas" if home.is_dir() else None
 
 
 def memorization(images, data):

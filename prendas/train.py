@@ -172,10 +172,21 @@ def _mirrored_strategy(config):
         return None
     import tensorflow as tf
 
-    if config.steps_per_execution > 1:  # Keras 3 fails there: keras-team/keras#19246
-        raise PrendasError("--devices all on TensorFlow takes one step per call (Keras's multi-step loop fails under "
-                           "MirroredStrategy); leave --steps-per-execution at 1, or train with KERAS_BACKEND=jax")
     devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [d.name for d in tf.config.list_logical_devices("CPU")]
+    if len(devices) == 1:
+        return None  # one device: nothing to split
+    refused = {
+        # Keras 3's multi-step loop fails under MirroredStrategy (keras-team/keras#19246).
+        "--steps-per-execution above 1": config.steps_per_execution > 1,
+        # XLA on GPUs makes MirroredStrategy reduce with collective ops, which fail here (see below).
+        "--xla": config.xla,
+        # LossScaleOptimizer decides "finite" from the first replica's gradients, before they are summed.
+        "--precision mixed_float16": config.precision == "mixed_float16",
+    }
+    for option, given in refused.items():
+        if given:
+            raise PrendasError(f"--devices all on TensorFlow does not take {option} (not supported under "
+                               "MirroredStrategy); leave it out, or train with KERAS_BACKEND=jax")
     if config.batch_size % len(devices):
         raise PrendasError(f"--batch-size {config.batch_size} does not split evenly over {len(devices)} devices")
     # Reductions through one device, not collective ops: the synchronized BatchNorm's reductions (and

@@ -1,3 +1,4 @@
+import atexit
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ REAL_DATA = Path("/usr/share/datasets/fashion-mnist")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The evaluation's cache (the floor's scores) goes to a folder of this test session, not the user's.
 os.environ["PRENDAS_CACHE"] = tempfile.mkdtemp(prefix="prendas-test-cache-")
+atexit.register(shutil.rmtree, os.environ["PRENDAS_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -79,7 +79,9 @@ def test_a_mirrored_checkpoint_resumes_on_one_device_and_bad_settings_are_clear_
         assert_same(straight.gan.generator, rest.gan.generator)
         assert_same(straight.gan.discriminator, rest.gan.discriminator)
         for changes, message in (({"batch_size": 15}, "does not split evenly over 2 devices"),
-                                 ({"steps_per_execution": 2}, "--devices all on TensorFlow takes one step per call")):
+                                 ({"steps_per_execution": 2}, "does not take --steps-per-execution above 1"),
+                                 ({"xla": True}, "does not take --xla"),
+                                 ({"precision": "mixed_float16"}, "does not take --precision mixed_float16")):
             target = f"{out}/bad"
             try:
                 train(TrainConfig(**{**common, "epochs": 1, "devices": "all", "out": target, **changes}), log=quiet)
@@ -93,8 +95,9 @@ def test_a_mirrored_checkpoint_resumes_on_one_device_and_bad_settings_are_clear_
 
 
 def test_devices_all_from_the_command_line_on_one_cpu(tmp_path):
-    """A machine with one device: --devices all runs (one replica) and says nothing strange."""
-    result = run_cli("train", "--devices", "all", "--epochs", 1, "--images", 32, "--batch-size", 16, "--out", tmp_path)
+    """A machine with one device: --devices all trains there, as with one device (any option)."""
+    result = run_cli("train", "--devices", "all", "--epochs", 1, "--images", 32, "--batch-size", 16, "--out", tmp_path,
+                     "--steps-per-execution", 2)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert list((tmp_path / "models").glob("generator_*_1ep_32imgs.keras"))

@@ -98,7 +98,7 @@ def test_evaluate_command(tiny_run, tmp_path, monkeypatch):
     # The floor is the same for the next evaluation with the same n and seed: it comes from the cache,
     # and a cache file that cannot be read is scored again.
     [cached] = (tmp_path / "cache").glob("floor_*.json")
-    for damage in (None, "{not json"):
+    for damage in (None, "{not json", "null"):
         if damage:
             cached.write_text(damage)
         again = run_cli("evaluate", "--model", model, "--n", 500, "--json", tmp_path / "again.json")
