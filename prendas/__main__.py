@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from prendas import PrendasError
-from prendas.config import ALL_IMAGES, PRECISIONS, TrainConfig
+from prendas.config import ALL_IMAGES, PRECISIONS, PRESETS, TrainConfig
 from prendas.data import CLASS_NAMES
 
 
@@ -71,6 +71,9 @@ def _parser():
     t.add_argument("--devices", choices=("1", "all"), help="1 (default) or all: train data-parallel on every GPU "
                    "(TensorFlow's MirroredStrategy, JAX's DataParallel), each taking a share of the batch; "
                    "may change on --resume")
+    t.add_argument("--preset", choices=tuple(PRESETS), help="a named recipe for what the other flags leave unset: "
+                   "tutorial (the defaults) or best (" + ", ".join(f"--{k.replace('_', '-')} {v}".replace(" True", "")
+                   for k, v in PRESETS["best"].items()) + ": the best measured at equal budget, see RESULTS.md)")
     t.add_argument("--resume", metavar="CHECKPOINT", help="continue from OUT/checkpoints/checkpoint_TAG.npz")
 
     g = commands.add_parser(
@@ -223,6 +226,10 @@ def _train(args):
         "precision": args.precision,
     }
     given = {k: v for k, v in given.items() if v is not None}
+    if args.preset:
+        if args.resume:
+            raise PrendasError("--preset is for new runs: a resumed run keeps its checkpoint's recipe")
+        given = {**PRESETS[args.preset], **given}  # the flags given win over the preset
     options = {
         "epochs": args.epochs,
         "checkpoint_every": args.checkpoint_every,

@@ -37,6 +37,14 @@ LOSS_DEFAULTS = {
 }
 GP_WEIGHT = 10.0  # the gradient penalty's weight (the WGAN-GP paper's lambda)
 
+# `train --preset NAME`: named recipes that fill in whatever the command line leaves unset. "tutorial"
+# is TensorFlow's DCGAN (the defaults, the notebook's story); "best" is the recipe that measured best
+# at equal budget (RESULTS.md; the README's Recipes section gives the numbers and the machine).
+PRESETS = {
+    "tutorial": {},
+    "best": {"loss": "hinge", "spectral_norm": True, "ema": 0.999},
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:

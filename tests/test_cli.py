@@ -47,6 +47,8 @@ def _refused(capsys, folder, argv, message):
         (["--arch", "resnet"], "argument --arch: invalid choice"),
         (["--steps-per-execution", "0"], "--steps-per-execution"),
         (["--precision", "float8"], "argument --precision: invalid choice"),
+        (["--preset", "fastest"], "argument --preset: invalid choice: 'fastest'"),
+        (["--preset", "best", "--resume", "missing.npz", "--epochs", "2"], "--preset is for new runs"),
     ],
 )
 def test_train_refuses_bad_settings(capsys, tmp_path, args, message):

@@ -1,6 +1,8 @@
 """The GAN recipes (issue 5): losses, WGAN-GP's penalty and critic steps, spectral norm, EMA, the deep
 networks and conditional generation, each on a tiny run or with a known answer."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ from conftest import files_under, run_cli
 
 from prendas import PrendasError, artifacts
 from prendas.__main__ import class_index
-from prendas.config import TrainConfig
+from prendas.config import PRESETS, TrainConfig
 from prendas.gan import GAN, generate_images, latent_batch
 from prendas.losses import discriminator_loss, generator_loss, gradient_penalty
 from prendas.models import build_discriminator, build_generator, generator_signature
@@ -122,6 +124,17 @@ def test_ema_is_the_moving_average_of_the_generator():
         np.testing.assert_allclose(np.asarray(e), decay * b + (1 - decay) * a, rtol=1e-5, atol=1e-6)
         changed += not np.array_equal(a, b)
     assert changed > 0 and gan.sampler is gan.ema_generator
+
+
+def test_a_preset_fills_in_what_the_flags_leave_unset(tmp_path):
+    assert TrainConfig(**PRESETS["tutorial"]) == TrainConfig()  # the tutorial is the defaults
+    result = run_cli("train", "--preset", "best", "--ema", 0.9, "--epochs", 1, "--images", 32, "--batch-size", 16,
+                     "--out", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [record] = (tmp_path / "models").glob("run_*.json")
+    config = json.loads(record.read_text())["config"]
+    expected = {**PRESETS["best"], "ema": 0.9}  # the flag given wins over the preset
+    assert {k: config[k] for k in expected} == expected
 
 
 def test_an_ema_run_saves_the_average_and_the_raw_weights(tmp_path):
