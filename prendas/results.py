@@ -58,8 +58,8 @@ def results_markdown(runs, out):
         "test images (FID: lower is better; precision: garments that look real; recall: how much of the real",
         "variety is covered; classes: how many of the ten get at least 5% of the samples; asked = seen: for a",
         "conditional generator, how often the classifier sees the class that was asked for). An `--ema` run has",
-        "two rows: its saved generator (the moving average) and its raw weights. The floor row is 10,000 real",
-        "training images scored the same way: no generator can beat it. Written by `python -m prendas results`;",
+        "two rows: its saved generator (the moving average) and its raw weights. A floor row is 10,000 real",
+        "training images scored the same way, one for each feature network: no generator can beat it. Written by `python -m prendas results`;",
         "do not edit by hand. Figures are comparable only when measured by the same feature network (the",
         "last column: its test accuracy and the start of its weights' SHA-256; `?` for evaluations older than the",
         "digest).",
@@ -68,7 +68,7 @@ def results_markdown(runs, out):
         "| class KL | asked = seen | samples | feature network |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    floor = None
+    floors = {}  # one floor row for each feature network (and number of images) the evaluations used
     for record, evaluations, root in runs:
         config, data = record["config"], record["data"]
         images = f"{data['images']:,}" + (" (incl. test)" if data.get("includes_test_images") else "")
@@ -81,9 +81,10 @@ def results_markdown(runs, out):
                 agreement = f"{m['label_agreement']:.1%}" if "label_agreement" in m else "-"
                 quality = [f"{m['fid']:.2f}", f"{m['precision']:.3f}", f"{m['recall']:.3f}", str(m["classes_over_5pct"]),
                            f"{m['kl_from_uniform']:.3f}", agreement]
-                floor = floor or evaluation.get("floor")
                 net = evaluation.get("feature_network", {})
                 network = f"{net['test_accuracy']:.2%} `{net.get('sha256', '?')}`" if net else "?"
+                if evaluation.get("floor"):
+                    floors.setdefault((network, evaluation["floor"]["what"]), evaluation["floor"])
             else:
                 quality, network = ["-"] * 6, ""
             lines.append(
@@ -91,10 +92,10 @@ def results_markdown(runs, out):
                 f"{format_seconds(record['training_seconds'])} | " + " | ".join(quality)
                 + f" | {thumb if not weights else ''} | {network} |"
             )
-    if floor:
+    for (network, what), floor in floors.items():
         lines.append(
-            f"| *floor: {floor['what']}* | | | | | | {floor['fid']:.2f} | {floor['precision']:.3f} | "
-            f"{floor['recall']:.3f} | {floor['classes_over_5pct']} | {floor['kl_from_uniform']:.3f} | | | |"
+            f"| *floor: {what}* | | | | | | {floor['fid']:.2f} | {floor['precision']:.3f} | "
+            f"{floor['recall']:.3f} | {floor['classes_over_5pct']} | {floor['kl_from_uniform']:.3f} | | | {network} |"
         )
     if not runs:
         lines.append("| (no complete run found) | | | | | | | | | | | | | |")

@@ -16,8 +16,8 @@ def _write_run(root, tag, config, evaluations):
         metrics = {"fid": fid, "precision": 0.5, "recall": 0.25, "classes_over_5pct": 10, "kl_from_uniform": 0.01}
         if config.get("conditional"):
             metrics["label_agreement"] = 0.9
-        floor = {"what": "10,000 real training images", **metrics, "fid": 0.06}
         network = {"test_accuracy": 0.9312, "sha256": "0123456789ab"} if tag != "T0" else {"test_accuracy": 0.9284}
+        floor = {"what": "10,000 real training images", **metrics, "fid": 0.06 if tag == "T0" else 0.01}
         (models / f"evaluation_{prefix}{tag}.json").write_text(
             json.dumps({"metrics": metrics, "floor": floor, "feature_network": network}))
 
@@ -44,3 +44,7 @@ def test_an_ema_run_has_a_row_for_the_average_and_one_for_the_raw_weights(tmp_pa
     assert [c[11] for c in cells] == ["-", "-", "-", "90.0%"]
     # which feature network measured each row: older evaluations have no digest
     assert [c[13] for c in cells] == ["92.84% `?`"] + ["93.12% `0123456789ab`"] * 3
+    # and a floor row for each feature network, beside its figures
+    table = results_markdown(runs, tmp_path / "RESULTS.md").splitlines()
+    floors = [[c.strip() for c in line.split("|")[1:-1]] for line in table if line.startswith("| *floor")]
+    assert [(c[6], c[13]) for c in floors] == [("0.06", "92.84% `?`"), ("0.01", "93.12% `0123456789ab`")]
