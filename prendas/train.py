@@ -129,7 +129,7 @@ def build_gan(config):
             )
         finally:
             keras.config.set_dtype_policy(previous_policy)
-        if strategy is not None and strategy.num_replicas_in_sync > 1:
+        if strategy is not None:  # (only made for two devices or more)
             # Batch statistics over the whole batch, as on one device, not over each replica's share.
             set_synchronized_batch_norm(gan.generator, True)
         betas = {"beta_1": config.resolved("beta_1"), "beta_2": config.resolved("beta_2")}
@@ -155,9 +155,13 @@ def _data_parallel(config, backend):
     import jax
 
     devices = jax.devices()
-    if config.batch_size % len(devices):
-        raise PrendasError(f"--batch-size {config.batch_size} does not split evenly over {len(devices)} devices")
+    _check_split(config.batch_size, devices)
     return keras.distribution.DataParallel(devices=devices)
+
+
+def _check_split(batch_size, devices):
+    if batch_size % len(devices):
+        raise PrendasError(f"--batch-size {batch_size} does not split evenly over {len(devices)} devices")
 
 
 def _mirrored_strategy(config):
@@ -187,19 +191,21 @@ def _mirrored_strategy(config):
         if given:
             raise PrendasError(f"--devices all on TensorFlow does not take {option} (not supported under "
                                "MirroredStrategy); leave it out, or train with KERAS_BACKEND=jax")
-    if config.batch_size % len(devices):
-        raise PrendasError(f"--batch-size {config.batch_size} does not split evenly over {len(devices)} devices")
+    _check_split(config.batch_size, devices)
     # Reductions through one device, not collective ops: the synchronized BatchNorm's reductions (and
     # their gradients) and the optimizers' are not ordered alike on every replica, and collective ops
     # then fail with "Shape mismatch in the collective instance" (seen on two CPU devices).
     return tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
+def _batch_norms(model):
+    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+
+
 def set_synchronized_batch_norm(model, on):
     """Make the BatchNormalization layers of `model` compute their statistics across replicas (TensorFlow)."""
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.synchronized = on
+    for layer in _batch_norms(model):
+        layer.synchronized = on
 
 
 @contextlib.contextmanager
@@ -208,7 +214,7 @@ def _unsynchronized(model):
 
     (Synchronization only decides where training takes its statistics; the layer is otherwise the same.)
     """
-    layers = [l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization) and l.synchronized]
+    layers = [layer for layer in _batch_norms(model) if layer.synchronized]
     for layer in layers:
         layer.synchronized = False
     try:
