@@ -70,7 +70,7 @@ def _parser():
     t.add_argument("--xla", action="store_true", default=None, help="compile the training step with XLA")
     t.add_argument("--devices", choices=("1", "all"), help="1 (default) or all: train data-parallel on every GPU "
                    "(TensorFlow's MirroredStrategy, JAX's DataParallel), each taking a share of the batch; "
-                   "may change on --resume")
+                   "with TF_CONFIG set, on every machine it names (MultiWorkerMirroredStrategy); may change on --resume")
     t.add_argument("--preset", choices=tuple(PRESETS), help="a named recipe for what the other flags leave unset: "
                    "tutorial (the defaults) or best (" + ", ".join(f"--{k.replace('_', '-')} {v}".replace(" True", "")
                    for k, v in PRESETS["best"].items()) + ": the best measured at equal budget, see RESULTS.md)")

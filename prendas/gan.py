@@ -151,7 +151,11 @@ class GAN(keras.Model):
         self.d_loss_tracker.update_state(d_loss, sample_weight=ops.cast(batch, "float32"))
         if self.ema:
             self._update_ema()
-        return {m.name: m.result() for m in self.metrics}
+        logs = {m.name: m.result() for m in self.metrics}
+        if _multi_worker():
+            # Keras averages a multi-worker step's outputs along their first axis, which a scalar lacks.
+            logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+        return logs
 
     def _every_d_steps(self, step, batch):
         """step(batch) after every d_steps-th discriminator step, as a tf.cond.
@@ -496,6 +500,13 @@ def _replica():
     if context is None:  # cross-replica code (outside the step)
         return 0, 1
     return context.replica_id_in_sync_group, context.num_replicas_in_sync
+
+
+def _multi_worker():
+    """True inside a step of TensorFlow's MultiWorkerMirroredStrategy over more than one machine (process)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    return tf.distribute.get_strategy().extended._in_multi_worker_mode()
 
 
 def _share(draw, shape, *args, **kwargs):

@@ -6,9 +6,12 @@ checkpoint left it (weights, optimizer moments, noise and dropout streams, epoch
 
 import contextlib
 import datetime
+import json
 import os
 import platform
+import shutil
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -32,9 +35,10 @@ def train(config, callbacks=(), log=print):
     _check_out(config.out)
     images, data = _training_images(config)
     gan = build_gan(config)
+    config, scratch = _where_this_machine_writes(gan, config)
     tag = artifacts.unique_tag(config.out, artifacts.run_tag([config.epochs], config.images))
     run = Run(gan, config, data, tag)
-    return _fit(run, images, callbacks, log)
+    return _fit(run, images, callbacks, log, scratch)
 
 
 def resume(
@@ -77,12 +81,27 @@ def resume(
     images, data = _training_images(config)
     gan = build_gan(config)
     artifacts.restore_variables(gan.state_variables(), saved, checkpoint)
+    config, scratch = _where_this_machine_writes(gan, config)
     segments = meta["segments"] + [epochs]
     tag = artifacts.unique_tag(config.out, artifacts.run_tag(segments, config.images))
     run = Run(gan, config, data, tag, meta["segments"], meta["history"], list(frames), str(checkpoint),
               meta.get("evaluations", ()))
     run.training_seconds_before = meta["training_seconds"]
-    return _fit(run, images, callbacks, log)
+    return _fit(run, images, callbacks, log, scratch)
+
+
+def _where_this_machine_writes(gan, config):
+    """(config, None) where the run's files are written: one machine, or the chief of several.
+
+    The other machines of a multi-machine run do all the same work (their sample grids and checkpoints
+    too, so every machine takes the same steps) into a scratch folder that _fit removes at the end:
+    only the chief (worker 0) writes to --out. Returns (config writing there, the scratch folder).
+    """
+    extended = gan.distribute_strategy.extended if keras.backend.backend() == "tensorflow" else None
+    if extended is None or not extended._in_multi_worker_mode() or extended.should_checkpoint:
+        return config, None
+    scratch = tempfile.mkdtemp(prefix="prendas-worker-")
+    return config.replace(out=scratch), scratch
 
 
 def build_gan(config):
@@ -93,6 +112,9 @@ def build_gan(config):
             f"training needs the TensorFlow or JAX backend (KERAS_BACKEND is {backend}); "
             "a saved generator can be sampled on any backend"
         )
+    if backend == "jax" and _cluster():
+        raise PrendasError("TF_CONFIG is set (a run over several machines), which only the TensorFlow backend "
+                           "follows: unset it, or train with KERAS_BACKEND=tensorflow")
     if backend == "jax" and config.deterministic and "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
         warnings.warn("--deterministic sets TensorFlow's kernels; on JAX, start Python with "
                       "XLA_FLAGS=--xla_gpu_deterministic_ops=true for deterministic GPU kernels", stacklevel=2)
@@ -155,13 +177,31 @@ def _data_parallel(config, backend):
     import jax
 
     devices = jax.devices()
-    _check_split(config.batch_size, devices)
+    _check_split(config.batch_size, len(devices))
     return keras.distribution.DataParallel(devices=devices)
 
 
 def _check_split(batch_size, devices):
-    if batch_size % len(devices):
-        raise PrendasError(f"--batch-size {batch_size} does not split evenly over {len(devices)} devices")
+    if batch_size % devices:
+        raise PrendasError(f"--batch-size {batch_size} does not split evenly over {devices} devices")
+
+
+def _cluster():
+    """The machines of a multi-machine run, from TF_CONFIG (TensorFlow's own variable); {} when unset."""
+    text = os.environ.get("TF_CONFIG", "").strip()
+    if not text:
+        return {}
+    try:
+        cluster = json.loads(text).get("cluster", {})
+    except (ValueError, AttributeError):
+        raise PrendasError("TF_CONFIG is not a JSON object like "
+                           '{"cluster": {"worker": ["host1:port", ...]}, "task": {"type": "worker", "index": 0}}') from None
+    return cluster
+
+
+def _machines():
+    """How many machines train together (TF_CONFIG's chief and workers; 1 without it)."""
+    return sum(len(_cluster().get(kind, ())) for kind in ("chief", "worker")) or 1
 
 
 def _mirrored_strategy(config):
@@ -169,16 +209,20 @@ def _mirrored_strategy(config):
 
     Each replica takes its share of the step's batch (and of its noise), the optimizers sum the
     replicas' gradients of loss / replicas, and the generator's BatchNorm layers take their statistics
-    over the whole batch: the result is that of one device. Several machines: MultiWorkerMirroredStrategy
-    is not built (see the README).
+    over the whole batch: the result is that of one device. Several machines (TF_CONFIG names them): a
+    MultiWorkerMirroredStrategy over every device of every machine, the same way (see the README).
     """
+    cluster = _cluster()
     if config.devices == "1":
+        if cluster:
+            raise PrendasError("TF_CONFIG is set (a run over several machines): add --devices all, or unset TF_CONFIG")
         return None
     import tensorflow as tf
 
-    devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [d.name for d in tf.config.list_logical_devices("CPU")]
-    if len(devices) == 1:
-        return None  # one device: nothing to split
+    if not cluster:
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        if len(devices) == 1:
+            return None  # one device: nothing to split
     refused = {
         # Keras 3's multi-step loop fails under MirroredStrategy (keras-team/keras#19246).
         "--steps-per-execution above 1": config.steps_per_execution > 1,
@@ -191,7 +235,13 @@ def _mirrored_strategy(config):
         if given:
             raise PrendasError(f"--devices all on TensorFlow does not take {option} (not supported under "
                                "MirroredStrategy); leave it out, or train with KERAS_BACKEND=jax")
-    _check_split(config.batch_size, devices)
+    if cluster:
+        # Across machines the reductions are collective ops (the only kind MultiWorkerMirroredStrategy has),
+        # configured before TensorFlow starts its devices: nothing above may list them first.
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        _check_split(config.batch_size, strategy.num_replicas_in_sync)
+        return strategy
+    _check_split(config.batch_size, len(devices))
     # Reductions through one device, not collective ops: the synchronized BatchNorm's reductions (and
     # their gradients) and the optimizers' are not ordered alike on every replica, and collective ops
     # then fail with "Shape mismatch in the collective instance" (seen on two CPU devices).
@@ -247,22 +297,31 @@ def _training_images(config):
     return (images, labels if config.conditional else None), record
 
 
-def _fit(run, images, callbacks, log):
+def _fit(run, images, callbacks, log, scratch=None):
+    try:
+        return _fit_here(run, images, callbacks, log, scratch)
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _fit_here(run, images, callbacks, log, scratch):
     config = run.config
     images, labels = images
     steps = steps_per_epoch(len(images), config.batch_size)
     note = " (includes test images)" if run.data["includes_test_images"] else ""
+    devices = replicas(run.gan)
     log(
         f"run {run.tag} ({config.recipe()}): {len(images):,} images{note} from {run.data['source']}, "
         f"epochs {run.first_epoch + 1}-{run.last_epoch}, {steps} step{'s' if steps > 1 else ''} of "
-        f"{config.batch_size} images each, "
-        f"writing to {Path(config.out).resolve()}"
+        f"{config.batch_size} images each"
+        + (f" over {devices} devices" if devices > 1 else "") + ", "
+        + ("writing nothing: the chief (worker 0) writes the files" if scratch else f"writing to {Path(config.out).resolve()}")
     )
     for callback in callbacks:
         if hasattr(callback, "set_run"):  # callbacks that want the run's history and frames (NotebookMonitor)
             callback.set_run(run)
     run.gan.attach_data(images, labels, config.batch_size)  # into device memory, once
-    devices = replicas(run.gan)
     run.gan.fit(
         step_indices(steps, devices),  # each step takes its batch from the attached images by its number
         batch_size=devices,  # (for the backends that get an array of step numbers: one per device)
@@ -272,6 +331,9 @@ def _fit(run, images, callbacks, log):
         callbacks=[EpochOrder(run.gan, config.seed), RunRecorder(run), ProgressLogger(run, log), *callbacks],
         verbose=0,
     )
+    if scratch:
+        log(f"done: {run.epochs_done} epochs; the chief wrote the files")
+        return run
     log(
         f"done: {run.tag} ({run.epochs_done} epochs); models in {run.paths['generator'].parent}, images in "
         f"{run.paths['grid'].parent}, checkpoint {run.paths['checkpoint']}"
@@ -348,7 +410,8 @@ class Run:
             "evaluations": self.evaluations,
             "files": {name: str(path) for name, path in self.paths.items()},
             "versions": _versions(),
-            "machine": {"platform": platform.platform(), "processor": platform.machine(), "backend": keras.backend.backend()},
+            "machine": {"platform": platform.platform(), "processor": platform.machine(), "backend": keras.backend.backend(),
+                        "devices": replicas(self.gan), "machines": _machines()},
         }
 
     def save_checkpoint(self):

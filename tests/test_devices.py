@@ -3,7 +3,9 @@ one device, its files load anywhere, and its checkpoints resume on one device. (
 DataParallel is tested in test_jax.py.) Each test runs in a fresh process: TensorFlow's devices are
 configured before it starts."""
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -101,3 +103,69 @@ def test_devices_all_from_the_command_line_on_one_cpu(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert list((tmp_path / "models").glob("generator_*_1ep_32imgs.keras"))
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_machines_give_the_result_of_one_device_and_only_the_chief_writes(tmp_path):
+    """Two processes on this machine stand for two machines: TF_CONFIG names them, each runs the same
+    command (--devices all), MultiWorkerMirroredStrategy joins them. The chief's files are those of
+    one device; the other worker writes nothing (its scratch folder is gone)."""
+    import keras
+    import numpy as np
+
+    flags = ["train", "--epochs", 1, "--images", 64, "--batch-size", 16, "--seed", 3, "--deterministic",
+             "--loss", "wgan-gp", "--d-steps", 2, "--ema", 0.9, "--conditional"]
+    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
+    workers = []
+    for index in (0, 1):
+        scratch = tmp_path / f"tmp{index}"
+        scratch.mkdir()
+        env = dict(os.environ, PYTHONPATH=str(ROOT), KERAS_BACKEND="tensorflow", TMPDIR=str(scratch),
+                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "prendas", *map(str, flags), "--devices", "all", "--out", tmp_path / f"worker{index}"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [worker.communicate(timeout=600) for worker in workers]
+    for worker, (stdout, stderr) in zip(workers, outputs):
+        assert worker.returncode == 0, stderr[-3000:]
+    assert "over 2 devices, writing to" in outputs[0][0]
+    assert "writing nothing: the chief (worker 0) writes the files" in outputs[1][0]
+    assert not (tmp_path / "worker1").exists() and not any((tmp_path / "tmp1").iterdir())
+
+    one = run_cli(*flags, "--out", tmp_path / "one")
+    assert one.returncode == 0, one.stderr[-3000:]
+    chief_record = json.loads(next((tmp_path / "worker0" / "models").glob("run_*.json")).read_text())
+    one_record = json.loads(next((tmp_path / "one" / "models").glob("run_*.json")).read_text())
+    assert chief_record["status"] == "complete" and chief_record["machine"]["machines"] == 2
+    assert chief_record["machine"]["devices"] == 2 and one_record["machine"]["devices"] == 1
+    for key in ("d_loss", "g_loss"):
+        assert abs(chief_record["history"][0][key] - one_record["history"][0][key]) < 1e-5
+    for name in ("generator", "generator_raw", "discriminator"):
+        chief, single = (keras.models.load_model(next((tmp_path / run / "models").glob(f"{name}_2*.keras")), compile=False)
+                         for run in ("worker0", "one"))
+        for a, b in zip(chief.get_weights(), single.get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_tf_config_is_checked(tmp_path):
+    common = ["train", "--epochs", 1, "--images", 32, "--batch-size", 16, "--out", tmp_path / "out"]
+    two = '{"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 0}}'
+    cases = (("tensorflow", "1", two, "TF_CONFIG is set (a run over several machines): add --devices all"),
+             ("tensorflow", "all", "{not json", "TF_CONFIG is not a JSON object"),
+             ("jax", "all", two, "TF_CONFIG is set (a run over several machines), which only the TensorFlow backend follows"))
+    for backend, devices, tf_config, message in cases:
+        env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CONFIG=tf_config, KERAS_BACKEND=backend)
+        result = subprocess.run([sys.executable, "-m", "prendas", *map(str, common), "--devices", devices], cwd=ROOT,
+                                env=env, capture_output=True, text=True)
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert message in result.stderr.splitlines()[-1]
+        assert not (tmp_path / "out").exists()
