@@ -1,23 +1,16 @@
 #!/usr/bin/env bash
 # The recipe comparison in RESULTS.md: every recipe of the README trained for the same budget (the same
 # epochs over the same 60,000 training images, batch 256, seed 0, on one machine), each scored by
-# `prendas evaluate` (the saved moving average and, for --ema runs, the raw weights too).
+# `prendas evaluate` (the saved moving average and the raw weights).
 # Run from the project root with the virtual environment of the README:
 #   bash benchmarks/recipes.sh [OUT] [EPOCHS]     (default: runs/recipes, 4 epochs: about 25 min a recipe on 2 cores)
 # then `python -m prendas results OUT` writes the table.
 set -euo pipefail
-py=${PYTHON:-.venv/bin/python}
 out=${1:-runs/recipes}
 epochs=${2:-4}
-recipe() {
-    name=$1; shift
-    if ls "$out/$name"/models/run_*.json >/dev/null 2>&1; then echo "skip $name: already trained"; return; fi
-    "$py" -m prendas train --epochs "$epochs" --seed 0 --out "$out/$name" "$@"
-    for model in "$out/$name"/models/generator_*.keras; do
-        "$py" -m prendas evaluate --model "$model"
-    done
-}
+recipe() { RAW=1 bash "$(dirname "$0")/train-and-score.sh" "$out" "$epochs" "$@"; }
 recipe bce --ema 0.999
 recipe hinge-sn --loss hinge --spectral-norm --ema 0.999
 recipe wgan-gp --loss wgan-gp --ema 0.999
+recipe hinge-sn-cond --loss hinge --spectral-norm --conditional --ema 0.999
 recipe bce-cond --conditional --ema 0.999

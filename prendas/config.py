@@ -129,6 +129,11 @@ class TrainConfig:
         parts = [self.loss] + (["sn"] if self.spectral_norm else []) + ([f"ema{self.ema:g}"] if self.ema else [])
         parts += ([self.arch] if self.arch != "dcgan" else []) + (["cond"] if self.conditional else [])
         parts += {"float32": [], "mixed_bfloat16": ["bf16"], "mixed_float16": ["fp16"]}[self.precision]
+        # The sizes and rates, where they are not the defaults (the batch size has its own column in RESULTS.md).
+        defaults = TrainConfig()
+        parts += [f"z{self.latent_dim}"] if self.latent_dim != defaults.latent_dim else []
+        if (self.g_lr, self.d_lr) != (defaults.g_lr, defaults.d_lr):
+            parts += [f"lr{self.g_lr:g}"] if self.g_lr == self.d_lr else [f"glr{self.g_lr:g}", f"dlr{self.d_lr:g}"]
         return "+".join(parts)
 
     def replace(self, **changes):

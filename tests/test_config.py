@@ -59,6 +59,8 @@ def test_each_loss_brings_its_papers_defaults_unless_told_otherwise():
 def test_recipe_names_what_differs_from_the_tutorial():
     assert TrainConfig().recipe() == "bce"
     assert TrainConfig(loss="hinge", spectral_norm=True, ema=0.999, conditional=True).recipe() == "hinge+sn+ema0.999+cond"
+    assert TrainConfig(latent_dim=64, g_lr=2e-4, d_lr=2e-4).recipe() == "bce+z64+lr0.0002"
+    assert TrainConfig(d_lr=4e-4).recipe() == "bce+glr0.0001+dlr0.0004"
 
 
 def test_settings_saved_before_the_recipes_existed_still_load():
