@@ -33,6 +33,7 @@ def train(config, callbacks=(), log=print):
     Extra Keras callbacks may watch it; one with a set_run(run) method is handed the Run first.
     """
     _check_out(config.out)
+    _check_machines(config)
     images, data = _training_images(config)
     gan = build_gan(config)
     config, scratch = _where_this_machine_writes(gan, config)
@@ -78,6 +79,7 @@ def resume(
                "steps_per_execution": steps_per_execution, "xla": xla, "devices": devices}
     config = config.replace(**{k: v for k, v in changes.items() if v is not None})
     _check_out(config.out)
+    _check_machines(config)
     images, data = _training_images(config)
     gan = build_gan(config)
     artifacts.restore_variables(gan.state_variables(), saved, checkpoint)
@@ -90,12 +92,23 @@ def resume(
     return _fit(run, images, callbacks, log, scratch)
 
 
+def _check_machines(config):
+    """TF_CONFIG (a run over several machines) wants --devices all and TensorFlow: say so before loading anything."""
+    if not _cluster():
+        return
+    if config.devices == "1":
+        raise PrendasError("TF_CONFIG is set (a run over several machines): add --devices all, or unset TF_CONFIG")
+    if keras.backend.backend() != "tensorflow":
+        raise PrendasError("TF_CONFIG is set (a run over several machines), which only the TensorFlow backend "
+                           "follows: unset it, or train with KERAS_BACKEND=tensorflow")
+
+
 def _where_this_machine_writes(gan, config):
     """(config, None) where the run's files are written: one machine, or the chief of several.
 
     The other machines of a multi-machine run do all the same work (their sample grids and checkpoints
     too, so every machine takes the same steps) into a scratch folder that _fit removes at the end:
-    only the chief (worker 0) writes to --out. Returns (config writing there, the scratch folder).
+    only the chief (worker 0, or TF_CONFIG's "chief" task) writes to --out. Returns (config writing there, the scratch folder).
     """
     extended = gan.distribute_strategy.extended if keras.backend.backend() == "tensorflow" else None
     if extended is None or not extended._in_multi_worker_mode() or extended.should_checkpoint:
@@ -112,9 +125,6 @@ def build_gan(config):
             f"training needs the TensorFlow or JAX backend (KERAS_BACKEND is {backend}); "
             "a saved generator can be sampled on any backend"
         )
-    if backend == "jax" and _cluster():
-        raise PrendasError("TF_CONFIG is set (a run over several machines), which only the TensorFlow backend "
-                           "follows: unset it, or train with KERAS_BACKEND=tensorflow")
     if backend == "jax" and config.deterministic and "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
         warnings.warn("--deterministic sets TensorFlow's kernels; on JAX, start Python with "
                       "XLA_FLAGS=--xla_gpu_deterministic_ops=true for deterministic GPU kernels", stacklevel=2)
@@ -187,15 +197,28 @@ def _check_split(batch_size, devices):
 
 
 def _cluster():
-    """The machines of a multi-machine run, from TF_CONFIG (TensorFlow's own variable); {} when unset."""
+    """The machines of a multi-machine run, from TF_CONFIG (TensorFlow's own variable); {} when unset.
+
+    Checked here, so that a mistake in it is a one-line error before anything loads: a cluster of
+    "chief" and "worker" addresses, and this machine's task, one of them.
+    """
     text = os.environ.get("TF_CONFIG", "").strip()
     if not text:
         return {}
+    example = '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
     try:
-        cluster = json.loads(text).get("cluster", {})
-    except (ValueError, AttributeError):
-        raise PrendasError("TF_CONFIG is not a JSON object like "
-                           '{"cluster": {"worker": ["host1:port", ...]}, "task": {"type": "worker", "index": 0}}') from None
+        tf_config = json.loads(text)
+    except ValueError:
+        tf_config = None
+    if not isinstance(tf_config, dict):
+        raise PrendasError(f"TF_CONFIG is not a JSON object like {example}")
+    cluster, task = tf_config.get("cluster"), tf_config.get("task")
+    if (not isinstance(cluster, dict) or not cluster or set(cluster) - {"chief", "worker"}
+            or not all(isinstance(hosts, list) and hosts for hosts in cluster.values())):
+        raise PrendasError(f'TF_CONFIG\'s "cluster" must list "worker" (and at most one "chief") addresses, like {example}')
+    if (not isinstance(task, dict) or task.get("type") not in cluster or not isinstance(task.get("index"), int)
+            or not 0 <= task["index"] < len(cluster[task["type"]])):
+        raise PrendasError(f'TF_CONFIG\'s "task" must name this machine, one of its cluster\'s, like {example}')
     return cluster
 
 
@@ -212,11 +235,9 @@ def _mirrored_strategy(config):
     over the whole batch: the result is that of one device. Several machines (TF_CONFIG names them): a
     MultiWorkerMirroredStrategy over every device of every machine, the same way (see the README).
     """
-    cluster = _cluster()
     if config.devices == "1":
-        if cluster:
-            raise PrendasError("TF_CONFIG is set (a run over several machines): add --devices all, or unset TF_CONFIG")
         return None
+    cluster = _cluster()
     import tensorflow as tf
 
     if not cluster:
@@ -238,7 +259,10 @@ def _mirrored_strategy(config):
     if cluster:
         # Across machines the reductions are collective ops (the only kind MultiWorkerMirroredStrategy has),
         # configured before TensorFlow starts its devices: nothing above may list them first.
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        try:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        except (ValueError, RuntimeError) as e:
+            raise PrendasError(f"cannot join the machines of TF_CONFIG: {e}") from None
         _check_split(config.batch_size, strategy.num_replicas_in_sync)
         return strategy
     _check_split(config.batch_size, len(devices))
@@ -316,7 +340,7 @@ def _fit_here(run, images, callbacks, log, scratch):
         f"epochs {run.first_epoch + 1}-{run.last_epoch}, {steps} step{'s' if steps > 1 else ''} of "
         f"{config.batch_size} images each"
         + (f" over {devices} devices" if devices > 1 else "") + ", "
-        + ("writing nothing: the chief (worker 0) writes the files" if scratch else f"writing to {Path(config.out).resolve()}")
+        + ("writing nothing: the chief (worker 0, or the chief task) writes the files" if scratch else f"writing to {Path(config.out).resolve()}")
     )
     for callback in callbacks:
         if hasattr(callback, "set_run"):  # callbacks that want the run's history and frames (NotebookMonitor)

@@ -125,20 +125,30 @@ def test_two_machines_give_the_result_of_one_device_and_only_the_chief_writes(tm
     flags = ["train", "--epochs", 1, "--images", 64, "--batch-size", 16, "--seed", 3, "--deterministic",
              "--loss", "wgan-gp", "--d-steps", 2, "--ema", 0.9, "--conditional"]
     cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
-    workers = []
-    for index in (0, 1):
-        scratch = tmp_path / f"tmp{index}"
-        scratch.mkdir()
-        env = dict(os.environ, PYTHONPATH=str(ROOT), KERAS_BACKEND="tensorflow", TMPDIR=str(scratch),
-                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        workers.append(subprocess.Popen(
-            [sys.executable, "-m", "prendas", *map(str, flags), "--devices", "all", "--out", tmp_path / f"worker{index}"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outputs = [worker.communicate(timeout=600) for worker in workers]
-    for worker, (stdout, stderr) in zip(workers, outputs):
-        assert worker.returncode == 0, stderr[-3000:]
-    assert "over 2 devices, writing to" in outputs[0][0]
-    assert "writing nothing: the chief (worker 0) writes the files" in outputs[1][0]
+    workers, logs = [], []
+    try:
+        for index in (0, 1):
+            scratch = tmp_path / f"tmp{index}"
+            scratch.mkdir()
+            env = dict(os.environ, PYTHONPATH=str(ROOT), KERAS_BACKEND="tensorflow", TMPDIR=str(scratch),
+                       TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+            logs.append(open(tmp_path / f"worker{index}.log", "w+"))
+            workers.append(subprocess.Popen(
+                [sys.executable, "-m", "prendas", *map(str, flags), "--devices", "all", "--out", tmp_path / f"worker{index}"],
+                cwd=ROOT, env=env, stdout=logs[-1], stderr=subprocess.STDOUT, text=True))
+        for worker in workers:
+            worker.wait(timeout=600)
+    finally:  # a worker left waiting for the other must not outlive the test
+        for worker in workers:
+            worker.kill()
+    outputs = []
+    for worker, log in zip(workers, logs):
+        log.seek(0)
+        outputs.append(log.read())
+        log.close()
+        assert worker.returncode == 0, outputs[-1][-3000:]
+    assert "over 2 devices, writing to" in outputs[0]
+    assert "writing nothing: the chief (worker 0, or the chief task) writes the files" in outputs[1]
     assert not (tmp_path / "worker1").exists() and not any((tmp_path / "tmp1").iterdir())
 
     one = run_cli(*flags, "--out", tmp_path / "one")
@@ -161,6 +171,10 @@ def test_tf_config_is_checked(tmp_path):
     two = '{"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 0}}'
     cases = (("tensorflow", "1", two, "TF_CONFIG is set (a run over several machines): add --devices all"),
              ("tensorflow", "all", "{not json", "TF_CONFIG is not a JSON object"),
+             ("tensorflow", "all", "[]", "TF_CONFIG is not a JSON object"),
+             ("tensorflow", "all", '{"cluster": {"ps": ["localhost:1"]}, "task": {"type": "ps", "index": 0}}',
+              'TF_CONFIG\'s "cluster" must list "worker"'),
+             ("tensorflow", "all", two.replace('"index": 0', '"index": 2'), 'TF_CONFIG\'s "task" must name this machine'),
              ("jax", "all", two, "TF_CONFIG is set (a run over several machines), which only the TensorFlow backend follows"))
     for backend, devices, tf_config, message in cases:
         env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CONFIG=tf_config, KERAS_BACKEND=backend)
