@@ -56,13 +56,14 @@ def _parser():
     t.add_argument("--d-steps", type=int, help="discriminator steps per generator step (default: 5 for wgan-gp, else 1)")
     t.add_argument("--beta-1", type=float, help="Adam's beta_1 (default: 0.9 for bce, 0 for wgan-gp, 0.5 for hinge)")
     t.add_argument("--beta-2", type=float, help="Adam's beta_2 (default: 0.999, or 0.9 for wgan-gp)")
-    t.add_argument("--spectral-norm", action="store_true", default=None, help="spectral normalization in the discriminator")
+    t.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, default=None,
+                   help="spectral normalization in the discriminator (--no-spectral-norm: none, over a preset)")
     t.add_argument("--ema", type=float, help="decay of the generator's moving average, used for samples, saved models "
                    "and evaluation, e.g. 0.999 (default 0: off)")
     t.add_argument("--arch", choices=("dcgan", "deep"), help="networks: dcgan (default, the tutorial's) or deep "
                    "(one more block, more filters; for a GPU)")
-    t.add_argument("--conditional", action="store_true", default=None, help="train with the class labels, so that "
-                   "`generate --class` can ask for a garment")
+    t.add_argument("--conditional", action=argparse.BooleanOptionalAction, default=None, help="train with the class "
+                   "labels, so that `generate --class` can ask for a garment (--no-conditional: without, over a preset)")
     t.add_argument("--precision", choices=PRECISIONS, help="float32 (default), mixed_bfloat16, or mixed_float16 "
                    "(with loss scaling): for GPUs with fast 16-bit arithmetic; on a CPU, measure with `bench` first")
     t.add_argument("--steps-per-execution", type=int, help="training steps per compiled call (default "

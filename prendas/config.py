@@ -42,7 +42,7 @@ GP_WEIGHT = 10.0  # the gradient penalty's weight (the WGAN-GP paper's lambda)
 # at equal budget (RESULTS.md; the README's Recipes section gives the numbers and the machine).
 PRESETS = {
     "tutorial": {},
-    "best": {"loss": "hinge", "spectral_norm": True, "ema": 0.999},
+    "best": {"loss": "hinge", "spectral_norm": True, "ema": 0.999, "conditional": True},
 }
 
 

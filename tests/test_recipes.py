@@ -128,12 +128,13 @@ def test_ema_is_the_moving_average_of_the_generator():
 
 def test_a_preset_fills_in_what_the_flags_leave_unset(tmp_path):
     assert TrainConfig(**PRESETS["tutorial"]) == TrainConfig()  # the tutorial is the defaults
-    result = run_cli("train", "--preset", "best", "--ema", 0.9, "--epochs", 1, "--images", 32, "--batch-size", 16,
-                     "--out", tmp_path)
+    result = run_cli("train", "--preset", "best", "--ema", 0.9, "--no-conditional", "--epochs", 1, "--images", 32,
+                     "--batch-size", 16, "--out", tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     [record] = (tmp_path / "models").glob("run_*.json")
     config = json.loads(record.read_text())["config"]
-    expected = {**PRESETS["best"], "ema": 0.9}  # the flag given wins over the preset
+    assert PRESETS["best"]["conditional"] and PRESETS["best"]["ema"] != 0.9
+    expected = {**PRESETS["best"], "ema": 0.9, "conditional": False}  # the flags given win over the preset
     assert {k: config[k] for k in expected} == expected
 
 
