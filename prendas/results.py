@@ -6,6 +6,7 @@ models/evaluation_TAG.json (what `prendas evaluate` saves), with a thumbnail of 
 
 import json
 import os
+import re
 from pathlib import Path
 
 from prendas import PrendasError, artifacts
@@ -45,7 +46,7 @@ def recipe_of(config, weights=""):
     known = {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
     recipe = TrainConfig.from_dict(known).recipe()
     if weights == "raw":
-        recipe = recipe.split("+ema")[0] + " (raw weights)"
+        recipe = re.sub(r"\+ema[^+]*", "", recipe) + " (raw weights)"  # (what follows the moving average stays)
     return recipe
 
 

@@ -27,7 +27,7 @@ def test_an_ema_run_has_a_row_for_the_average_and_one_for_the_raw_weights(tmp_pa
                {"": 20.0, "raw_": 25.0})
     old_config = {k: v for k, v in TrainConfig().to_dict().items() if k not in ("loss", "ema", "conditional")}
     _write_run(tmp_path / "old", "T0", old_config, {"": 40.0})  # a run from before the recipes existed
-    _write_run(tmp_path / "cond", "T2", TrainConfig(conditional=True).to_dict(), {"": 30.0})
+    _write_run(tmp_path / "cond", "T2", TrainConfig(conditional=True, ema=0.99).to_dict(), {"": 30.0, "raw_": 35.0})
     _write_run(tmp_path / ".venv" / "lib", "T9", TrainConfig().to_dict(), {"": 1.0})  # not searched
 
     runs = collect_runs([tmp_path])
@@ -39,11 +39,12 @@ def test_an_ema_run_has_a_row_for_the_average_and_one_for_the_raw_weights(tmp_pa
         ("`T0`", "bce", "40.00"),
         ("`T1`", "hinge+sn+ema0.999", "20.00"),
         ("`T1`", "hinge+sn (raw weights)", "25.00"),
-        ("`T2`", "bce+cond", "30.00"),
+        ("`T2`", "bce+ema0.99+cond", "30.00"),
+        ("`T2`", "bce+cond (raw weights)", "35.00"),  # what follows the moving average in the name stays
     ]
-    assert [c[11] for c in cells] == ["-", "-", "-", "90.0%"]
+    assert [c[11] for c in cells] == ["-", "-", "-", "90.0%", "90.0%"]
     # which feature network measured each row: older evaluations have no digest
-    assert [c[13] for c in cells] == ["92.84% `?`"] + ["93.12% `0123456789ab`"] * 3
+    assert [c[13] for c in cells] == ["92.84% `?`"] + ["93.12% `0123456789ab`"] * 4
     # and a floor row for each feature network, beside its figures
     table = results_markdown(runs, tmp_path / "RESULTS.md").splitlines()
     floors = [[c.strip() for c in line.split("|")[1:-1]] for line in table if line.startswith("| *floor")]
