@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # One measured run of benchmarks/recipes.sh and benchmarks/sweep.sh: train NAME into OUT/NAME for EPOCHS
 # epochs from seed 0 with the given flags, then score it with `prendas evaluate`; a NAME already trained
-# is skipped, so an interrupted comparison picks up where it stopped. RAW=1 also scores an --ema run's
+# to the end is skipped, so an interrupted comparison picks up where it stopped. RAW=1 also scores an --ema run's
 # raw weights.   Usage: bash benchmarks/train-and-score.sh OUT EPOCHS NAME [train flags...]
 set -euo pipefail
 py=${PYTHON:-.venv/bin/python}
 out=$1 epochs=$2 name=$3; shift 3
-if ls "$out/$name"/models/run_*.json >/dev/null 2>&1; then echo "skip $name: already trained"; exit 0; fi
+# (a run stopped halfway has a run JSON too, saying "running": it is trained again from the start)
+if grep -qs '"status": "complete"' "$out/$name"/models/run_*.json; then echo "skip $name: already trained"; exit 0; fi
+rm -rf "$out/$name"
 "$py" -m prendas train --epochs "$epochs" --seed 0 --out "$out/$name" "$@"
 pattern='generator_[0-9]*.keras'; [[ ${RAW:-0} == 1 ]] && pattern='generator_*.keras'
 for model in "$out/$name"/models/$pattern; do
