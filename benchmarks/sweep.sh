@@ -11,7 +11,7 @@ epochs=${2:-2}
 run() { bash "$(dirname "$0")/train-and-score.sh" "$out" "$epochs" "$@" --loss hinge --spectral-norm --ema 0.999; }
 run base
 run latent-64 --latent-dim 64
-run lr-2e-4 --lr 2e-4
 # Bigger batches at the same images seen take fewer steps, so the learning rate grows with the batch:
 run batch-1024-lr-2e-4 --batch-size 1024 --lr 2e-4     # square-root rule: lr x sqrt(1024/256)
 run batch-1024-lr-4e-4 --batch-size 1024 --lr 4e-4     # linear rule: lr x 1024/256
+run lr-2e-4 --lr 2e-4
