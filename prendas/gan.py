@@ -152,7 +152,7 @@ class GAN(keras.Model):
         if self.ema:
             self._update_ema()
         logs = {m.name: m.result() for m in self.metrics}
-        if _multi_worker():
+        if multi_worker(self):
             # Keras averages a multi-worker step's outputs along their first axis, which a scalar lacks.
             logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
         return logs
@@ -502,11 +502,9 @@ def _replica():
     return context.replica_id_in_sync_group, context.num_replicas_in_sync
 
 
-def _multi_worker():
-    """True inside a step of TensorFlow's MultiWorkerMirroredStrategy over more than one machine (process)."""
-    if keras.backend.backend() != "tensorflow":
-        return False
-    return tf.distribute.get_strategy().extended._in_multi_worker_mode()
+def multi_worker(gan):
+    """True when `gan` trains under TensorFlow's MultiWorkerMirroredStrategy over more than one machine (process)."""
+    return keras.backend.backend() == "tensorflow" and gan.distribute_strategy.extended._in_multi_worker_mode()
 
 
 def _share(draw, shape, *args, **kwargs):

@@ -22,7 +22,7 @@ from prendas import PrendasError, __version__, artifacts
 from prendas.callbacks import EpochOrder, ProgressLogger, RunRecorder
 from prendas.config import TrainConfig
 from prendas.data import load_fashion_mnist, select_images, step_indices, steps_per_epoch
-from prendas.gan import GAN, balanced_labels, generate_images, latent_batch
+from prendas.gan import GAN, balanced_labels, generate_images, latent_batch, multi_worker
 from prendas.models import build_discriminator, build_generator
 
 
@@ -110,8 +110,7 @@ def _where_this_machine_writes(gan, config):
     too, so every machine takes the same steps) into a scratch folder that _fit removes at the end:
     only the chief (worker 0, or TF_CONFIG's "chief" task) writes to --out. Returns (config writing there, the scratch folder).
     """
-    extended = gan.distribute_strategy.extended if keras.backend.backend() == "tensorflow" else None
-    if extended is None or not extended._in_multi_worker_mode() or extended.should_checkpoint:
+    if not multi_worker(gan) or gan.distribute_strategy.extended.should_checkpoint:
         return config, None
     scratch = tempfile.mkdtemp(prefix="prendas-worker-")
     return config.replace(out=scratch), scratch

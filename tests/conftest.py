@@ -13,8 +13,8 @@ REAL_DATA = Path("/usr/share/datasets/fashion-mnist")
 
 # Quiet TensorFlow's C++ start-up lines in every process the tests start.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# The evaluation's cache (the floor's scores) goes to a folder of this test session, not the user's.
 os.environ.pop("TF_CONFIG", None)  # a developer's multi-machine setting would turn every run into one
+# The evaluation's cache (the floor's scores) goes to a folder of this test session, not the user's.
 os.environ["PRENDAS_CACHE"] = tempfile.mkdtemp(prefix="prendas-test-cache-")
 atexit.register(shutil.rmtree, os.environ["PRENDAS_CACHE"], ignore_errors=True)
 
