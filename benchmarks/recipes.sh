@@ -13,4 +13,6 @@ recipe bce --ema 0.999
 recipe hinge-sn --loss hinge --spectral-norm --ema 0.999
 recipe wgan-gp --loss wgan-gp --ema 0.999
 recipe hinge-sn-cond --loss hinge --spectral-norm --conditional --ema 0.999
+# with the auxiliary classifier (AC-GAN) on top: the classes a projection alone leaves blurred (pullover, shirt)
+recipe hinge-sn-cond-ac --loss hinge --spectral-norm --conditional --class-loss 1 --ema 0.999
 recipe bce-cond --conditional --ema 0.999

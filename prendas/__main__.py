@@ -64,6 +64,9 @@ def _parser():
                    "(one more block, more filters; for a GPU)")
     t.add_argument("--conditional", action=argparse.BooleanOptionalAction, default=None, help="train with the class "
                    "labels, so that `generate --class` can ask for a garment (--no-conditional: without, over a preset)")
+    t.add_argument("--class-loss", type=float, metavar="WEIGHT", help="with --conditional: the discriminator also "
+                   "learns to name the class of real garments, and the generator to draw ones it names as asked "
+                   "(AC-GAN's auxiliary classifier), e.g. 1 (default 0: off)")
     t.add_argument("--precision", choices=PRECISIONS, help="float32 (default), mixed_bfloat16, or mixed_float16 "
                    "(with loss scaling): for GPUs with fast 16-bit arithmetic; on a CPU, measure with `bench` first")
     t.add_argument("--steps-per-execution", type=int, help="training steps per compiled call (default "
@@ -224,6 +227,7 @@ def _train(args):
         "ema": args.ema,
         "arch": args.arch,
         "conditional": args.conditional,
+        "class_loss": args.class_loss,
         "precision": args.precision,
     }
     given = {k: v for k, v in given.items() if v is not None}

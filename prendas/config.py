@@ -70,6 +70,7 @@ class TrainConfig:
     ema: float = 0.0  # decay of the generator's moving average for samples and saved models (0: off)
     arch: str = "dcgan"  # dcgan (the tutorial's networks) or deep (one more block, more filters)
     conditional: bool = False  # both networks see the class label: ask for a given garment
+    class_loss: float = 0.0  # weight of the discriminator's auxiliary classifier (AC-GAN; conditional only; 0: off)
     # How the steps run (the same results, at another speed; `precision` changes the numbers a little).
     steps_per_execution: int = 1  # training steps per compiled call: fewer round trips to the device
     xla: bool = False  # compile the TensorFlow step with XLA (JAX always is)
@@ -113,6 +114,12 @@ class TrainConfig:
             self.ema == 0 or 0.5 <= self.ema < 1
         ):
             raise PrendasError(f"ema must be 0 (off) or a decay in [0.5, 1), got {self.ema!r} (--ema)")
+        if isinstance(self.class_loss, bool) or not isinstance(self.class_loss, (int, float)) or not (
+            0 <= self.class_loss <= 10
+        ):
+            raise PrendasError(f"class_loss must be a weight from 0 (off) to 10, got {self.class_loss!r} (--class-loss)")
+        if self.class_loss and not self.conditional:
+            raise PrendasError("--class-loss needs --conditional: the classifier learns the classes of labelled images")
 
     def resolved(self, name):
         """d_steps, beta_1 or beta_2 as the run uses it: the value given, else the loss's default."""
@@ -128,6 +135,7 @@ class TrainConfig:
         """The settings that shape the networks and their training, in a few words ('hinge+sn+ema0.999')."""
         parts = [self.loss] + (["sn"] if self.spectral_norm else []) + ([f"ema{self.ema:g}"] if self.ema else [])
         parts += ([self.arch] if self.arch != "dcgan" else []) + (["cond"] if self.conditional else [])
+        parts += [f"ac{self.class_loss:g}"] if self.class_loss else []
         parts += {"float32": [], "mixed_bfloat16": ["bf16"], "mixed_float16": ["fp16"]}[self.precision]
         # The sizes and rates, where they are not the defaults (the batch size has its own column in RESULTS.md).
         defaults = TrainConfig()

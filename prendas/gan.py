@@ -8,7 +8,7 @@ from keras import ops
 
 from prendas import PrendasError
 from prendas.config import GP_WEIGHT
-from prendas.losses import discriminator_loss, generator_loss, gradient_penalty, interpolate
+from prendas.losses import class_loss, discriminator_loss, generator_loss, gradient_penalty, interpolate
 from prendas.models import NUM_CLASSES, generator_signature
 
 if keras.backend.backend() == "tensorflow":
@@ -23,10 +23,14 @@ class GAN(keras.Model):
     [-1, 1] itself. fit() only hands it the step number. `loss` is bce, wgan-gp or hinge; the
     generator takes one step for every `d_steps` discriminator steps; with `ema` > 0 a moving
     average of the generator's weights (`ema_generator`) is kept for samples, saved models and
-    evaluation.
+    evaluation. With `class_weight` > 0 (a conditional GAN whose discriminator has a classifier
+    output) the discriminator also learns the class of the real images and the generator is pushed
+    to draw images it classifies as the class asked for, each term weighted by class_weight (AC-GAN).
     """
 
-    def __init__(self, generator, discriminator, loss="bce", d_steps=1, ema=0.0, ema_generator=None, **kwargs):
+    def __init__(
+        self, generator, discriminator, loss="bce", d_steps=1, ema=0.0, ema_generator=None, class_weight=0.0, **kwargs
+    ):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
@@ -35,6 +39,9 @@ class GAN(keras.Model):
         self.d_steps = d_steps
         self.ema = ema
         self.ema_generator = ema_generator
+        self.class_weight = class_weight
+        if class_weight and not isinstance(discriminator.output, (list, tuple)):
+            raise ValueError("class_weight > 0 needs a discriminator with a classifier output (classifier=True)")
         if ema:
             if ema_generator is None:
                 raise ValueError("ema > 0 needs an ema_generator: a second generator of the same shape")
@@ -201,7 +208,12 @@ class GAN(keras.Model):
         return ops.cast(self.generator([z, fake_labels] if self.conditional else z, training=training), "float32")
 
     def _judge(self, images, labels, training=True):
-        return ops.cast(self.discriminator([images, labels] if self.conditional else images, training=training), "float32")
+        """The discriminator's scores and its class logits (None without the classifier)."""
+        return _scores_and_logits(self.discriminator([images, labels] if self.conditional else images, training=training))
+
+    def _class_term(self, logits, labels):
+        """The auxiliary classifier's loss, weighted: 0 without the classifier."""
+        return 0.0 if logits is None else self.class_weight * class_loss(logits, labels)
 
     def _d_loss(self, real, fake, real_out, fake_out, labels):
         """The discriminator's loss, with the gradient penalty for WGAN-GP."""
@@ -211,7 +223,7 @@ class GAN(keras.Model):
             mixed = interpolate(real, fake, weights)
             with tf.GradientTape() as gp_tape:
                 gp_tape.watch(mixed)
-                mixed_out = self._judge(mixed, labels)
+                mixed_out = self._judge(mixed, labels)[0]
             d_loss += GP_WEIGHT * gradient_penalty(gp_tape.gradient(mixed_out, mixed))
         return d_loss
 
@@ -223,10 +235,14 @@ class GAN(keras.Model):
             fake = self._generate(z, fake_labels, training=True)
             # One call on both halves: the same result as two (there are no batch statistics) and cheaper.
             both = None if labels is None else ops.concatenate([real_labels, fake_labels], axis=0)
-            out = self._judge(ops.concatenate([real, fake], axis=0), both)
+            out, logits = self._judge(ops.concatenate([real, fake], axis=0), both)
             real_out, fake_out = out[:batch], out[batch:]
+            # The classifier learns from the real images only; the generator from its fakes' classes.
             d_loss = self._d_loss(real, fake, real_out, fake_out, real_labels)
             g_loss = generator_loss(fake_out, self.loss_name)
+            if logits is not None:
+                d_loss += self._class_term(logits[:batch], real_labels)
+                g_loss += self._class_term(logits[batch:], fake_labels)
             # (mixed_float16: the loss scale must be applied where the tapes see it)
             scaled_g = self.g_optimizer.scale_loss(self._for_gradients(g_loss))
             scaled_d = self.d_optimizer.scale_loss(self._for_gradients(d_loss))
@@ -242,9 +258,11 @@ class GAN(keras.Model):
         fake = self._generate(z, fake_labels, training=True)
         with tf.GradientTape() as d_tape:
             both = None if labels is None else ops.concatenate([real_labels, fake_labels], axis=0)
-            out = self._judge(ops.concatenate([real, fake], axis=0), both)
+            out, logits = self._judge(ops.concatenate([real, fake], axis=0), both)
             # The penalty's interpolates pair each real image with a fake of the real image's class.
             d_loss = self._d_loss(real, fake, out[:batch], out[batch:], real_labels)
+            if logits is not None:
+                d_loss += self._class_term(logits[:batch], real_labels)
             scaled = self.d_optimizer.scale_loss(self._for_gradients(d_loss))
         d_grads = d_tape.gradient(scaled, self.discriminator.trainable_variables)
         self.d_optimizer.apply_gradients(zip(d_grads, self.discriminator.trainable_variables))
@@ -253,8 +271,8 @@ class GAN(keras.Model):
     def _generator_step(self, batch):
         z, fake_labels = self._fakes(batch)
         with tf.GradientTape() as g_tape:
-            fake_out = self._judge(self._generate(z, fake_labels, training=True), fake_labels)
-            g_loss = generator_loss(fake_out, self.loss_name)
+            fake_out, logits = self._judge(self._generate(z, fake_labels, training=True), fake_labels)
+            g_loss = generator_loss(fake_out, self.loss_name) + self._class_term(logits, fake_labels)
             scaled = self.g_optimizer.scale_loss(self._for_gradients(g_loss))
         g_grads = g_tape.gradient(scaled, self.generator.trainable_variables)
         self.g_optimizer.apply_gradients(zip(g_grads, self.generator.trainable_variables))
@@ -355,20 +373,25 @@ class GAN(keras.Model):
         out, non_trainable = net.stateless_call(
             trainable, non_trainable, [inputs, labels] if self.conditional else inputs, training=True
         )
-        return ops.cast(out, "float32"), non_trainable
+        # (a discriminator with the classifier gives two outputs: _scores_and_logits casts those)
+        return (out if isinstance(out, (list, tuple)) else ops.cast(out, "float32")), non_trainable
 
     def _jax_d_loss(self, d_values, d_state, real, fake, out, labels):
         """The discriminator's loss from its outputs on [real; fake], with WGAN-GP's penalty (a gradient inside)."""
         import jax
 
         batch = real.shape[0]
+        out, logits = _scores_and_logits(out)
         d_loss = discriminator_loss(out[:batch], out[batch:], self.loss_name)
+        if logits is not None:
+            d_loss += self._class_term(logits[:batch], labels)
         if self.loss_name == "wgan-gp":
             weights = keras.random.uniform((batch, 1, 1, 1), seed=self.noise_seed)
             mixed = interpolate(real, fake, weights)
 
             def critic_sum(images):
-                return ops.sum(self._stateless(self.discriminator, d_values, d_state, images, labels)[0])
+                out = self._stateless(self.discriminator, d_values, d_state, images, labels)[0]
+                return ops.sum(_scores_and_logits(out)[0])
 
             d_loss += GP_WEIGHT * gradient_penalty(jax.grad(critic_sum)(mixed))
         return d_loss
@@ -387,7 +410,10 @@ class GAN(keras.Model):
             fake, new_g_state = self._stateless(g, g_values, g_state, z, fake_labels)
             out, new_d_state = self._stateless(d, d_values, d_state, ops.concatenate([real, fake], axis=0), both)
             d_loss = self._jax_d_loss(d_values, d_state, real, fake, out, real_labels)
+            out, logits = _scores_and_logits(out)
             g_loss = generator_loss(out[batch:], self.loss_name)
+            if logits is not None:
+                g_loss += self._class_term(logits[batch:], fake_labels)
             scaled = (self.d_optimizer.scale_loss(d_loss), self.g_optimizer.scale_loss(g_loss))
             return scaled, (d_loss, g_loss, new_g_state, new_d_state)
 
@@ -449,7 +475,8 @@ class GAN(keras.Model):
             def loss(g_values):
                 fake, new_g_state = self._stateless(g, g_values, g_state, z, fake_labels)
                 out, new_d_state = self._stateless(d, d_values, d_state, fake, fake_labels)
-                g_loss = generator_loss(out, self.loss_name)
+                out, logits = _scores_and_logits(out)
+                g_loss = generator_loss(out, self.loss_name) + self._class_term(logits, fake_labels)
                 return self.g_optimizer.scale_loss(g_loss), (g_loss, new_g_state, new_d_state)
 
             (_, (g_loss, g_state, d_state)), grads = jax.value_and_grad(loss, has_aux=True)(g_values)
@@ -477,6 +504,13 @@ class _OptimizerPair:
     @property
     def variables(self):
         return [v for optimizer in self.optimizers for v in optimizer.variables]
+
+
+def _scores_and_logits(out):
+    """A discriminator's output as (scores, class logits or None), both float32 whatever the precision inside."""
+    if isinstance(out, (list, tuple)):
+        return ops.cast(out[0], "float32"), ops.cast(out[1], "float32")
+    return ops.cast(out, "float32"), None
 
 
 def _split_batch(arrays):

@@ -3,8 +3,10 @@
 bce: the DCGAN tutorial's binary cross-entropy with the non-saturating generator loss.
 wgan-gp: the Wasserstein critic with a gradient penalty (Gulrajani et al. 2017).
 hinge: the hinge discriminator loss of SAGAN/BigGAN with the Wasserstein generator loss.
+class_loss: the auxiliary classifier's cross-entropy (AC-GAN, Odena et al. 2017), added to either.
 """
 
+import keras
 from keras import ops
 
 
@@ -27,6 +29,12 @@ def generator_loss(fake_out, loss="bce"):
     if loss in ("wgan-gp", "hinge"):
         return -ops.mean(fake_out)
     raise ValueError(f"unknown loss {loss!r}")
+
+
+def class_loss(logits, labels):
+    """Mean cross-entropy of class logits (B, 10) against integer labels (B, 1) or (B,)."""
+    labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+    return ops.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
 
 
 def interpolate(real, fake, weights):

@@ -3,7 +3,8 @@
 `dcgan` is TensorFlow's DCGAN tutorial; `deep` adds a block and doubles the filters (for a GPU).
 A conditional generator takes (noise, label) and draws that class; a conditional discriminator
 takes (image, label) and adds a projection of the label onto its features to its score
-(Miyato & Koyama 2018), so it judges "is this a real sneaker", not only "is this real".
+(Miyato & Koyama 2018), so it judges "is this a real sneaker", not only "is this real"; with
+`classifier=True` it also names the class it sees (a second output of ten logits, as in AC-GAN).
 """
 
 import keras
@@ -45,12 +46,15 @@ def build_generator(latent_dim=100, arch="dcgan", conditional=False):
     return keras.Model(inputs if conditional else z, out, name="generator")
 
 
-def build_discriminator(arch="dcgan", dropout=0.3, spectral_norm=False, conditional=False):
-    """28x28x1 image [and a class label] -> one raw score (real > fake).
+def build_discriminator(arch="dcgan", dropout=0.3, spectral_norm=False, conditional=False, classifier=False):
+    """28x28x1 image [and a class label] -> one raw score (real > fake) [and ten class logits].
 
     dcgan: Conv2D 64-128 (5x5, stride 2) with LeakyReLU and Dropout, then Dense 1: the tutorial's.
     There is no BatchNorm, so the same network serves as a WGAN-GP critic (run with dropout=0).
     """
+
+    if classifier and not conditional:
+        raise ValueError("the auxiliary classifier is for a conditional discriminator")
 
     def sn(layer):
         return layers.SpectralNormalization(layer) if spectral_norm else layer
@@ -68,6 +72,8 @@ def build_discriminator(arch="dcgan", dropout=0.3, spectral_norm=False, conditio
     label = keras.Input((1,), dtype="int32", name="label")
     embedded = layers.Flatten()(layers.Embedding(NUM_CLASSES, features.shape[-1])(label))
     out = layers.Add()([out, layers.Dot(axes=1)([embedded, features])])
+    if classifier:  # the auxiliary classifier: which of the ten classes the image shows, from the same features
+        out = [out, sn(layers.Dense(NUM_CLASSES, name="classes"))(features)]
     return keras.Model([image, label], out, name="discriminator")
 
 

@@ -152,11 +152,11 @@ def build_gan(config):
             # Dropout is the tutorial's; a WGAN-GP critic and a hinge discriminator train without it, as in their papers.
             discriminator = build_discriminator(
                 config.arch, dropout=0.3 if config.loss == "bce" else 0.0, spectral_norm=config.spectral_norm,
-                conditional=config.conditional,
+                conditional=config.conditional, classifier=bool(config.class_loss),
             )
             gan = GAN(
                 generator(), discriminator, loss=config.loss, d_steps=config.resolved("d_steps"), ema=config.ema,
-                ema_generator=generator() if config.ema else None,
+                ema_generator=generator() if config.ema else None, class_weight=config.class_loss,
             )
         finally:
             keras.config.set_dtype_policy(previous_policy)

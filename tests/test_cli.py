@@ -47,6 +47,8 @@ def _refused(capsys, folder, argv, message):
         (["--arch", "resnet"], "argument --arch: invalid choice"),
         (["--steps-per-execution", "0"], "--steps-per-execution"),
         (["--precision", "float8"], "argument --precision: invalid choice"),
+        (["--class-loss", "1"], "--class-loss needs --conditional"),
+        (["--conditional", "--class-loss", "-1"], "class_loss must be a weight from 0 (off) to 10, got -1.0 (--class-loss)"),
         (["--preset", "fastest"], "argument --preset: invalid choice: 'fastest'"),
         (["--preset", "best", "--resume", "missing.npz", "--epochs", "2"], "--preset is for new runs"),
     ],

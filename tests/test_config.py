@@ -33,6 +33,8 @@ def test_defaults_are_the_tutorials():
         ("beta_2", -0.1, "--beta-2"),
         ("spectral_norm", "yes", "--spectral-norm"),
         ("conditional", 1, "--conditional"),
+        ("class_loss", 11.0, "--class-loss"),
+        ("class_loss", 1.0, "--conditional"),  # a classifier needs labelled images
     ],
 )
 def test_bad_settings_are_refused_with_the_flag_named(field, value, flag):
@@ -59,6 +61,7 @@ def test_each_loss_brings_its_papers_defaults_unless_told_otherwise():
 def test_recipe_names_what_differs_from_the_tutorial():
     assert TrainConfig().recipe() == "bce"
     assert TrainConfig(loss="hinge", spectral_norm=True, ema=0.999, conditional=True).recipe() == "hinge+sn+ema0.999+cond"
+    assert TrainConfig(loss="hinge", conditional=True, class_loss=0.5).recipe() == "hinge+cond+ac0.5"
     assert TrainConfig(latent_dim=64, g_lr=2e-4, d_lr=2e-4).recipe() == "bce+z64+lr0.0002"
     assert TrainConfig(d_lr=4e-4).recipe() == "bce+glr0.0001+dlr0.0004"
 

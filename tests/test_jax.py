@@ -75,10 +75,10 @@ def test_jax_step_runs_every_recipe_and_several_steps_per_call_train_exactly_as_
         assert int(three.gan.d_optimizer.iterations) == 3
         for a, b in zip(one.gan.generator.get_weights(), three.gan.generator.get_weights()):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
-        # the critic's five steps per generator step, its penalty, labels, the average, spectral norm
-        w = fit("wgan", images=96, loss="wgan-gp", conditional=True, ema=0.99, spectral_norm=True)
+        # the critic's five steps per generator step, its penalty, labels, the classifier, the average, spectral norm
+        w = fit("wgan", images=96, loss="wgan-gp", conditional=True, ema=0.99, spectral_norm=True, class_loss=1.0)
         assert int(w.gan.d_optimizer.iterations) == 6 and int(w.gan.g_optimizer.iterations) == 1
-        h = fit("hinge", loss="hinge", precision="mixed_bfloat16", ema=0.99)
+        h = fit("hinge", loss="hinge", precision="mixed_bfloat16", ema=0.99, conditional=True, class_loss=1.0)
         # float16 with a dynamic loss scale: steps whose gradients overflow are skipped, not applied
         f = fit("fp16", images=96, precision="mixed_float16")
         assert 0 < int(f.gan.d_optimizer.iterations) <= 6
