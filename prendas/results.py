@@ -63,11 +63,11 @@ def results_markdown(runs, out):
         "training images scored the same way, one for each feature network: no generator can beat it. Written by `python -m prendas results`;",
         "do not edit by hand. Figures are comparable only when measured by the same feature network (the",
         "last column: its test accuracy and the start of its weights' SHA-256; `?` for evaluations older than the",
-        "digest).",
+        "digest). Training times compare only on the same machine (the last column; `?` for runs older than the name).",
         "",
         "| run | recipe | batch | epochs | images | training time | FID | precision | recall | classes >= 5% "
-        "| class KL | asked = seen | samples | feature network |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| class KL | asked = seen | samples | feature network | machine |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     floors = {}  # one floor row for each feature network (and number of images) the evaluations used
     for record, evaluations, root in runs:
@@ -76,6 +76,7 @@ def results_markdown(runs, out):
         grid = root / "images" / f"grid_{record['tag']}.png"
         thumb = f'<img src="{os.path.relpath(grid, Path(out).parent)}" width="96">' if grid.is_file() else ""
         epochs = "+".join(map(str, record["segments"]))
+        machine = record.get("machine", {}).get("name", "?")
         for weights, evaluation in (evaluations or {"": None}).items():
             if evaluation:
                 m = evaluation["metrics"]
@@ -91,15 +92,15 @@ def results_markdown(runs, out):
             lines.append(
                 f"| `{record['tag']}` | {recipe_of(config, weights)} | {config['batch_size']} | {epochs} | {images} | "
                 f"{format_seconds(record['training_seconds'])} | " + " | ".join(quality)
-                + f" | {thumb if not weights else ''} | {network} |"
+                + f" | {thumb if not weights else ''} | {network} | {machine} |"
             )
     for (network, what), floor in floors.items():
         lines.append(
             f"| *floor: {what}* | | | | | | {floor['fid']:.2f} | {floor['precision']:.3f} | "
-            f"{floor['recall']:.3f} | {floor['classes_over_5pct']} | {floor['kl_from_uniform']:.3f} | | | {network} |"
+            f"{floor['recall']:.3f} | {floor['classes_over_5pct']} | {floor['kl_from_uniform']:.3f} | | | {network} | |"
         )
     if not runs:
-        lines.append("| (no complete run found) | | | | | | | | | | | | | |")
+        lines.append("| (no complete run found) | | | | | | | | | | | | | | |")
     return "\n".join(lines) + "\n"
 
 

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from prendas import PrendasError, __version__, artifacts
+from prendas.bench import machine_name
 from prendas.callbacks import EpochOrder, ProgressLogger, RunRecorder
 from prendas.config import TrainConfig
 from prendas.data import load_fashion_mnist, select_images, step_indices, steps_per_epoch
@@ -433,7 +434,8 @@ class Run:
             "evaluations": self.evaluations,
             "files": {name: str(path) for name, path in self.paths.items()},
             "versions": _versions(),
-            "machine": {"platform": platform.platform(), "processor": platform.machine(), "backend": keras.backend.backend(),
+            "machine": {"name": machine_name(), "platform": platform.platform(), "processor": platform.machine(),
+                        "backend": keras.backend.backend(),
                         "devices": replicas(self.gan), "machines": _machines()},
         }
 

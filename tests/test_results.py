@@ -6,11 +6,13 @@ from prendas.config import TrainConfig
 from prendas.results import collect_runs, results_markdown
 
 
-def _write_run(root, tag, config, evaluations):
+def _write_run(root, tag, config, evaluations, machine=None):
     models = root / "models"
     models.mkdir(parents=True)
     record = {"tag": tag, "status": "complete", "segments": [5], "training_seconds": 600.0, "config": config,
               "data": {"images": 60_000, "includes_test_images": False}}
+    if machine:
+        record["machine"] = {"name": machine}
     (models / f"run_{tag}.json").write_text(json.dumps(record))
     for prefix, fid in evaluations.items():
         metrics = {"fid": fid, "precision": 0.5, "recall": 0.25, "classes_over_5pct": 10, "kl_from_uniform": 0.01}
@@ -27,7 +29,8 @@ def test_an_ema_run_has_a_row_for_the_average_and_one_for_the_raw_weights(tmp_pa
                {"": 20.0, "raw_": 25.0})
     old_config = {k: v for k, v in TrainConfig().to_dict().items() if k not in ("loss", "ema", "conditional")}
     _write_run(tmp_path / "old", "T0", old_config, {"": 40.0})  # a run from before the recipes existed
-    _write_run(tmp_path / "cond", "T2", TrainConfig(conditional=True, ema=0.99).to_dict(), {"": 30.0, "raw_": 35.0})
+    _write_run(tmp_path / "cond", "T2", TrainConfig(conditional=True, ema=0.99).to_dict(), {"": 30.0, "raw_": 35.0},
+               machine="AMD EPYC, 2 CPUs, AVX-512")
     _write_run(tmp_path / ".venv" / "lib", "T9", TrainConfig().to_dict(), {"": 1.0})  # not searched
 
     runs = collect_runs([tmp_path])
@@ -45,6 +48,8 @@ def test_an_ema_run_has_a_row_for_the_average_and_one_for_the_raw_weights(tmp_pa
     assert [c[11] for c in cells] == ["-", "-", "-", "90.0%", "90.0%"]
     # which feature network measured each row: older evaluations have no digest
     assert [c[13] for c in cells] == ["92.84% `?`"] + ["93.12% `0123456789ab`"] * 4
+    # and on which machine each trained (older records do not say)
+    assert [c[14] for c in cells] == ["?"] * 3 + ["AMD EPYC, 2 CPUs, AVX-512"] * 2
     # and a floor row for each feature network, beside its figures
     table = results_markdown(runs, tmp_path / "RESULTS.md").splitlines()
     floors = [[c.strip() for c in line.split("|")[1:-1]] for line in table if line.startswith("| *floor")]

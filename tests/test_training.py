@@ -14,6 +14,7 @@ from conftest import ROOT, files_under, run_cli
 from PIL import Image
 
 from prendas.artifacts import load_checkpoint
+from prendas.bench import machine_name
 from prendas.config import TrainConfig
 from prendas.train import train
 
@@ -61,6 +62,7 @@ def test_a_run_writes_every_tagged_file(first_run):
     assert [h["epoch"] for h in record["history"]] == [1, 2]
     assert all(h["images_per_s"] > 0 and np.isfinite(h["d_loss"]) for h in record["history"])
     assert {"tensorflow", "keras", "numpy", "python"} <= set(record["versions"])
+    assert record["machine"]["name"] == machine_name()  # the processor (and its vector width), for the timings
 
     grid = Image.open(out / f"images/grid_{tag}.png")
     assert grid.mode == "L" and grid.size == ((8 * 30 + 2) * 2,) * 2  # 8 x 8 fixed samples, scaled 2x
