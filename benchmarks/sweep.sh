@@ -3,7 +3,7 @@
 # hinge + spectral norm + EMA recipe trained for the same budget (EPOCHS over the 60,000 training images,
 # seed 0) with one setting changed at a time, each scored by `prendas evaluate` (its moving average).
 # Run from the project root with the virtual environment of the README:
-#   bash benchmarks/sweep.sh [OUT] [EPOCHS]     (default: runs/sweep, 2 epochs: about 11 min a run on 2 cores, 5 runs)
+#   bash benchmarks/sweep.sh [OUT] [EPOCHS]     (default: runs/sweep, 2 epochs: 6 runs of 11 to 16 min on 2 Zen 3 cores, 2 to 5 min on Zen 4)
 # then `python -m prendas results OUT` writes the table.
 set -euo pipefail
 out=${1:-runs/sweep}
@@ -15,3 +15,5 @@ run latent-64 --latent-dim 64
 run batch-1024-lr-2e-4 --batch-size 1024 --lr 2e-4     # square-root rule: lr x sqrt(1024/256)
 run batch-1024-lr-4e-4 --batch-size 1024 --lr 4e-4     # linear rule: lr x 1024/256
 run lr-2e-4 --lr 2e-4
+# bfloat16 layers (weights stay float32): faster on a CPU with AVX-512 bf16 instructions; does it train as well?
+run bf16 --precision mixed_bfloat16
