@@ -234,7 +234,10 @@ def _train(args):
     if args.preset:
         if args.resume:
             raise PrendasError("--preset is for new runs: a resumed run keeps its checkpoint's recipe")
-        given = {**PRESETS[args.preset], **given}  # the flags given win over the preset
+        merged = {**PRESETS[args.preset], **given}  # the flags given win over the preset
+        if not merged.get("conditional") and "class_loss" not in given:
+            merged.pop("class_loss", None)  # --no-conditional: the preset's classifier goes with its labels
+        given = merged
     options = {
         "epochs": args.epochs,
         "checkpoint_every": args.checkpoint_every,

@@ -42,7 +42,8 @@ GP_WEIGHT = 10.0  # the gradient penalty's weight (the WGAN-GP paper's lambda)
 # at equal budget (RESULTS.md; the README's Recipes section gives the numbers and the machine).
 PRESETS = {
     "tutorial": {},
-    "best": {"loss": "hinge", "spectral_norm": True, "ema": 0.999, "conditional": True},
+    "best": {"loss": "hinge", "spectral_norm": True, "ema": 0.999, "conditional": True, "class_loss": 1.0,
+             "g_lr": 2e-4, "d_lr": 2e-4},
 }
 
 
