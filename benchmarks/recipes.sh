@@ -15,4 +15,5 @@ recipe wgan-gp --loss wgan-gp --ema 0.999
 recipe hinge-sn-cond --loss hinge --spectral-norm --conditional --ema 0.999
 # with the auxiliary classifier (AC-GAN) on top: the classes a projection alone leaves blurred (pullover, shirt)
 recipe hinge-sn-cond-ac --loss hinge --spectral-norm --conditional --class-loss 1 --ema 0.999
+recipe best --preset best     # the same at learning rate 2e-4: the preset
 recipe bce-cond --conditional --ema 0.999

@@ -15,5 +15,7 @@ run latent-64 --latent-dim 64
 run batch-1024-lr-2e-4 --batch-size 1024 --lr 2e-4     # square-root rule: lr x sqrt(1024/256)
 run batch-1024-lr-4e-4 --batch-size 1024 --lr 4e-4     # linear rule: lr x 1024/256
 run lr-2e-4 --lr 2e-4
-# bfloat16 layers (weights stay float32): faster on a CPU with AVX-512 bf16 instructions; does it train as well?
+# 16-bit layers (weights stay float32): bfloat16 is faster on a CPU with AVX-512 bf16 instructions, float16
+# (with a dynamic loss scale) on GPUs; do they train as well?
 run bf16 --precision mixed_bfloat16
+run fp16 --precision mixed_float16
