@@ -384,6 +384,7 @@ class Run:
         self.last_epoch = self.first_epoch + config.epochs
         self.training_seconds_before = 0.0
         self.started = datetime.datetime.now().isoformat(timespec="seconds")
+        self.machine_name = machine_name()  # read once (/proc/cpuinfo, the GPU list), not at every checkpoint
         # A conditional GAN's grid has a column per class (8 x 10), the others are 8 x 8.
         self.grid_cols = 10 if gan.conditional else 8
         self.fixed_z = latent_batch(8 * self.grid_cols, gan.latent_dim, [config.seed, 3])
@@ -434,7 +435,7 @@ class Run:
             "evaluations": self.evaluations,
             "files": {name: str(path) for name, path in self.paths.items()},
             "versions": _versions(),
-            "machine": {"name": machine_name(), "platform": platform.platform(), "processor": platform.machine(),
+            "machine": {"name": self.machine_name, "platform": platform.platform(), "processor": platform.machine(),
                         "backend": keras.backend.backend(),
                         "devices": replicas(self.gan), "machines": _machines()},
         }
