@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from prendas import PrendasError
-from prendas.config import ALL_IMAGES, PRECISIONS, PRESETS, TrainConfig
+from prendas.config import PRECISIONS, PRESETS, RESUME_OPTIONS, TrainConfig, add_arguments, flag
 from prendas.data import CLASS_NAMES
 
 
@@ -32,51 +32,10 @@ def _parser():
         description="Train the DCGAN; writes OUT/models, OUT/images and OUT/checkpoints, tagged "
         "YYYY-MM-DD-HHMM_{E}ep_{N}imgs.",
     )
-    t.add_argument("--epochs", type=int, help=f"epochs to train (default {defaults.epochs}); with --resume, epochs to add")
-    t.add_argument("--batch-size", type=int, help=f"images per step (default {defaults.batch_size})")
-    t.add_argument(
-        "--images",
-        type=int,
-        help=f"training images (default {defaults.images:,}, the whole training split); up to {ALL_IMAGES:,} "
-        "adds test images",
-    )
-    t.add_argument("--latent-dim", type=int, help=f"size of the noise vector (default {defaults.latent_dim})")
+    add_arguments(t)  # one flag for each setting of TrainConfig, with its help and range (prendas/config.py)
     t.add_argument("--lr", type=float, help=f"learning rate of both Adam optimizers (default {defaults.g_lr:g})")
-    t.add_argument("--g-lr", type=float, help="learning rate of the generator only")
-    t.add_argument("--d-lr", type=float, help="learning rate of the discriminator only")
-    t.add_argument("--seed", type=int, help=f"random seed (default {defaults.seed})")
-    t.add_argument("--checkpoint-every", type=int, help=f"epochs between checkpoints (default {defaults.checkpoint_every})")
-    t.add_argument("--out", help="folder for models/, images/ and checkpoints/ (default: current folder; "
-                   "with --resume, the folder that holds the checkpoint's checkpoints/)")
-    t.add_argument("--deterministic", action="store_true", default=None, help="deterministic kernels (bit-exact resume)")
-    t.add_argument("--eval-every", type=int, help="measure FID, precision, recall and class balance every K epochs "
-                   "(default 0: never); recorded in run_TAG.json and drawn in images/quality_TAG.png")
-    t.add_argument("--eval-samples", type=int, help=f"garments drawn for each measurement (default {defaults.eval_samples})")
-    t.add_argument("--loss", choices=("bce", "wgan-gp", "hinge"), help="adversarial loss (default bce, the tutorial's)")
-    t.add_argument("--d-steps", type=int, help="discriminator steps per generator step (default: 5 for wgan-gp, else 1)")
-    t.add_argument("--beta-1", type=float, help="Adam's beta_1 (default: 0.9 for bce, 0 for wgan-gp, 0.5 for hinge)")
-    t.add_argument("--beta-2", type=float, help="Adam's beta_2 (default: 0.999, or 0.9 for wgan-gp)")
-    t.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, default=None,
-                   help="spectral normalization in the discriminator (--no-spectral-norm: none, over a preset)")
-    t.add_argument("--ema", type=float, help="decay of the generator's moving average, used for samples, saved models "
-                   "and evaluation, e.g. 0.999 (default 0: off)")
-    t.add_argument("--arch", choices=("dcgan", "deep"), help="networks: dcgan (default, the tutorial's) or deep "
-                   "(one more block, more filters; for a GPU)")
-    t.add_argument("--conditional", action=argparse.BooleanOptionalAction, default=None, help="train with the class "
-                   "labels, so that `generate --class` can ask for a garment (--no-conditional: without, over a preset)")
-    t.add_argument("--class-loss", type=float, metavar="WEIGHT", help="with --conditional: the discriminator also "
-                   "learns to name the class of real garments, and the generator to draw ones it names as asked "
-                   "(AC-GAN's auxiliary classifier), e.g. 1 (default 0: off)")
-    t.add_argument("--precision", choices=PRECISIONS, help="float32 (default), mixed_bfloat16, or mixed_float16 "
-                   "(with loss scaling): for GPUs with fast 16-bit arithmetic; on a CPU, measure with `bench` first")
-    t.add_argument("--steps-per-execution", type=int, help="training steps per compiled call (default "
-                   f"{defaults.steps_per_execution}); more saves round trips when steps are short (a GPU)")
-    t.add_argument("--xla", action="store_true", default=None, help="compile the training step with XLA")
-    t.add_argument("--devices", choices=("1", "all"), help="1 (default) or all: train data-parallel on every GPU "
-                   "(TensorFlow's MirroredStrategy, JAX's DataParallel), each taking a share of the batch; "
-                   "with TF_CONFIG set, on every machine it names (MultiWorkerMirroredStrategy); may change on --resume")
     t.add_argument("--preset", choices=tuple(PRESETS), help="a named recipe for what the other flags leave unset: "
-                   "tutorial (the defaults) or best (" + ", ".join(f"--{k.replace('_', '-')} {v}".replace(" True", "")
+                   "tutorial (the defaults) or best (" + ", ".join(f"--{flag(k)} {v}".replace(" True", "")
                    for k, v in PRESETS["best"].items()) + ": the best measured at equal budget, see RESULTS.md)")
     t.add_argument("--resume", metavar="CHECKPOINT", help="continue from OUT/checkpoints/checkpoint_TAG.npz")
 
@@ -141,6 +100,13 @@ def _parser():
     return parser
 
 
+def _check_json(path):
+    if path is not None and not path.endswith(".json"):
+        raise PrendasError(f"--json must name a .json file, got {path}")
+    if path is not None and not Path(path).parent.is_dir():
+        raise PrendasError(f"--json: folder {Path(path).parent} does not exist")
+
+
 def _evaluate(args):
     from prendas.artifacts import check_model_file
 
@@ -149,10 +115,7 @@ def _evaluate(args):
         raise PrendasError(f"--n must be from 100 to 60000, got {args.n}")
     if args.seed < 0:
         raise PrendasError(f"--seed must be 0 or more, got {args.seed}")
-    if args.json is not None and not args.json.endswith(".json"):
-        raise PrendasError(f"--json must name a .json file, got {args.json}")
-    if args.json is not None and not Path(args.json).parent.is_dir():
-        raise PrendasError(f"--json: folder {Path(args.json).parent} does not exist")
+    _check_json(args.json)
     check_model_file(args.model)
     from prendas.evaluate import evaluate_model_file
 
@@ -175,10 +138,7 @@ def _bench(args):
             raise PrendasError(f"--{name.replace('_', '-')} must be from {low} to {high}, got {getattr(args, name)}")
     if args.steps % args.steps_per_execution:
         raise PrendasError(f"--steps ({args.steps}) must be a multiple of --steps-per-execution ({args.steps_per_execution})")
-    if args.json is not None and not args.json.endswith(".json"):
-        raise PrendasError(f"--json must name a .json file, got {args.json}")
-    if args.json is not None and not Path(args.json).parent.is_dir():
-        raise PrendasError(f"--json: folder {Path(args.json).parent} does not exist")
+    _check_json(args.json)
     if args.backend:
         if "keras" in sys.modules and sys.modules["keras"].backend.backend() != args.backend:
             raise PrendasError(f"--backend {args.backend}: Keras is already running on {sys.modules['keras'].backend.backend()}")
@@ -195,42 +155,28 @@ def _bench(args):
 
 
 def _evaluator(args):
-    from prendas import evaluator
+    from prendas import features
 
     if not args.train:
-        record = evaluator.load_record()
-        print(f"{evaluator.WEIGHTS}: test accuracy {record['test_accuracy']:.4f}, recipe {record['recipe']}")
+        record = features.load_record()
+        print(f"{features.WEIGHTS}: test accuracy {record['test_accuracy']:.4f}, recipe {record['recipe']}")
         return
-    epochs = evaluator.RECIPE["epochs"] if args.epochs is None else args.epochs
+    epochs = features.RECIPE["epochs"] if args.epochs is None else args.epochs
     if not 1 <= epochs <= 1000:
         raise PrendasError(f"--epochs must be from 1 to 1000, got {epochs}")
-    out = Path(args.out) if args.out else evaluator.WEIGHTS
+    out = Path(args.out) if args.out else features.WEIGHTS
     if out.suffix != ".keras":
         raise PrendasError(f"--out must name a .keras file, got {out}")
-    evaluator.train_classifier(epochs, out)
+    features.train_classifier(epochs, out)
 
 
 def _train(args):
-    given = {
-        "batch_size": args.batch_size,
-        "images": args.images,
-        "latent_dim": args.latent_dim,
-        "g_lr": args.g_lr if args.g_lr is not None else args.lr,
-        "d_lr": args.d_lr if args.d_lr is not None else args.lr,
-        "seed": args.seed,
-        "eval_samples": args.eval_samples,
-        "loss": args.loss,
-        "d_steps": args.d_steps,
-        "beta_1": args.beta_1,
-        "beta_2": args.beta_2,
-        "spectral_norm": args.spectral_norm,
-        "ema": args.ema,
-        "arch": args.arch,
-        "conditional": args.conditional,
-        "class_loss": args.class_loss,
-        "precision": args.precision,
-    }
-    given = {k: v for k, v in given.items() if v is not None}
+    settings = {name: getattr(args, name) for name in TrainConfig.__dataclass_fields__}
+    for rate in ("g_lr", "d_lr"):  # --lr sets both, --g-lr and --d-lr each one
+        settings[rate] = args.lr if settings[rate] is None else settings[rate]
+    # The recipe (what a resumed run keeps from its checkpoint), and how this run goes (what it may change).
+    given = {k: v for k, v in settings.items() if v is not None and k not in RESUME_OPTIONS and k != "epochs"}
+    options = {k: v for k, v in settings.items() if v is not None and (k in RESUME_OPTIONS or k == "epochs")}
     if args.preset:
         if args.resume:
             raise PrendasError("--preset is for new runs: a resumed run keeps its checkpoint's recipe")
@@ -238,35 +184,14 @@ def _train(args):
         if not merged.get("conditional") and "class_loss" not in given:
             merged.pop("class_loss", None)  # --no-conditional: the preset's classifier goes with its labels
         given = merged
-    options = {
-        "epochs": args.epochs,
-        "checkpoint_every": args.checkpoint_every,
-        "out": args.out,
-        "deterministic": args.deterministic,
-        "eval_every": args.eval_every,
-        "steps_per_execution": args.steps_per_execution,
-        "xla": args.xla,
-        "devices": args.devices,
-    }
     # Every range is checked here, before TensorFlow loads: a mistake answers at once, in one line.
-    config = TrainConfig(**given, **{k: v for k, v in options.items() if v is not None})
+    config = TrainConfig(**given, **options)
     from prendas import train as training
 
     if args.resume:
         if args.epochs is None:
             raise PrendasError("--resume needs --epochs: how many epochs to add")
-        return training.resume(
-            args.resume,
-            args.epochs,
-            out=args.out,
-            checkpoint_every=args.checkpoint_every,
-            deterministic=args.deterministic,
-            eval_every=args.eval_every,
-            steps_per_execution=args.steps_per_execution,
-            xla=args.xla,
-            devices=args.devices,
-            expect=given,
-        )
+        return training.resume(args.resume, args.epochs, expect=given, **{k: settings[k] for k in RESUME_OPTIONS})
     return training.train(config)
 
 
@@ -284,8 +209,8 @@ def _generate(args):
     from prendas import artifacts
 
     artifacts.check_model_file(args.model)  # before TensorFlow loads: a wrong path answers at once
-    from prendas.gan import generate_images, latent_batch
     from prendas.models import generator_signature
+    from prendas.sampling import generate_images, latent_batch
 
     generator = artifacts.load_generator(args.model, latent_dim=args.latent_dim)
     latent_dim, conditional = generator_signature(generator)

@@ -31,8 +31,8 @@ def run_tag(segments, n_images, when=None):
     return f"{when:%Y-%m-%d-%H%M}_{epochs}ep_{n_images}imgs"
 
 
-def run_paths(out, tag):
-    """Every file a run writes, by name."""
+def run_paths(out, tag, ema=False, evaluations=False):
+    """Every file a run writes, by name; an --ema run also saves its raw weights, an evaluated one its curve."""
     out = Path(out)
     models, images = out / "models", out / "images"
     paths = {
@@ -45,13 +45,37 @@ def run_paths(out, tag):
     }
     for i in range(5):
         paths[f"image_{i}"] = images / f"image_{i}_{tag}.png"
+    if ema:
+        paths["generator_raw"] = models / f"generator_raw_{tag}.keras"
+    if evaluations:
+        paths["quality_curve"] = images / f"quality_{tag}.png"
     return paths
+
+
+def model_tag(model_path):
+    """(tag, weights) of generator_TAG.keras (weights "") or an --ema run's generator_raw_TAG.keras ("raw"); None otherwise."""
+    name = Path(model_path).stem
+    if not name.startswith("generator_"):
+        return None
+    stem = name.removeprefix("generator_")
+    return (stem.removeprefix("raw_"), "raw") if stem.startswith("raw_") else (stem, "")
+
+
+def run_records(folder):
+    """(tag, path) of every run's record under a folder (its models/run_TAG.json files), in order."""
+    return [(path.stem.removeprefix("run_"), path) for path in sorted(Path(folder).glob("**/models/run_*.json"))]
+
+
+def evaluation_path(model_path):
+    """Where `prendas evaluate` writes a generator's scores: evaluation_TAG.json (evaluation_raw_TAG.json) beside it."""
+    path = Path(model_path)
+    return path.with_name("evaluation_" + path.stem.removeprefix("generator_") + ".json")
 
 
 def unique_tag(out, tag):
     """The tag, or tag_2, tag_3, ... when a run in the same minute already used it."""
     candidate, n = tag, 1
-    while any(p.exists() for p in run_paths(out, candidate).values()):
+    while any(p.exists() for p in run_paths(out, candidate, ema=True, evaluations=True).values()):
         n += 1
         candidate = f"{tag}_{n}"
     return candidate

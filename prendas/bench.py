@@ -7,8 +7,6 @@ figures are medians over the repetitions. FLOPs are counted from the layers, so 
 be read against the hardware's peak.
 """
 
-import os
-import platform
 import resource
 import statistics
 import time
@@ -16,7 +14,7 @@ import time
 import keras
 import numpy as np
 
-from prendas import PrendasError
+from prendas import PrendasError, devices
 from prendas.config import TrainConfig
 from prendas.models import build_discriminator, build_generator
 
@@ -45,19 +43,8 @@ def step_flops(generator, discriminator):
     return 3 * forward_flops(generator) + 6 * forward_flops(discriminator)
 
 
-def gpu_names():
-    """The GPUs the backend sees, by name."""
-    if keras.backend.backend() == "jax":
-        import jax
-
-        return [d.device_kind for d in jax.devices() if d.platform == "gpu"]
-    import tensorflow as tf
-
-    return [tf.config.experimental.get_device_details(g).get("device_name", "GPU")
-            for g in tf.config.list_physical_devices("GPU")]
-
-
 def gpu_peak_bytes():
+    """The most memory the first GPU has held."""
     if keras.backend.backend() == "jax":
         import jax
 
@@ -65,33 +52,6 @@ def gpu_peak_bytes():
     import tensorflow as tf
 
     return tf.config.experimental.get_memory_info("GPU:0")["peak"]
-
-
-def machine_name():
-    """The processor (or GPU) in a few words, for the record: 'AMD EPYC, 2 CPUs, AVX-512 with bf16'.
-
-    The widest vector instructions are named, since they decide a CPU's speed here (and the same model
-    name covers processors with and without AVX-512).
-    """
-    gpus = gpu_names()
-    if gpus:
-        return f"{len(gpus)} x {gpus[0]}"
-    name, flags = None, set()
-    try:
-        for line in open("/proc/cpuinfo"):  # the first processor's lines
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and name is None:
-                name = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-            if name and flags:
-                break
-    except OSError:
-        pass
-    name = name or platform.processor() or platform.machine()
-    vectors = ["AVX-512" + (" with bf16" if "avx512_bf16" in flags else "")] if "avx512f" in flags else (
-        ["AVX2"] if "avx2" in flags else [])
-    return ", ".join([name, f"{os.cpu_count()} CPUs", *vectors])
 
 
 class TutorialBaseline:
@@ -143,19 +103,20 @@ class ProjectStep:
     calls) over its device-resident images, steps_per_execution steps per call."""
 
     def __init__(self, images, config):
-        from prendas.data import step_indices
         from prendas.train import build_gan
 
         self.gan = build_gan(config)
         self.gan.attach_data(images, None, config.batch_size)
-        steps = step_indices(len(images) // config.batch_size)
+        steps = devices.step_numbers(len(images) // config.batch_size, self.gan)
         self.jax = keras.backend.backend() == "jax"
         if self.jax:
+            from prendas.backend_jax import state_variables
+
             # JAX's train function is pure: it takes the variables' values and gives back new ones,
             # as fit() does between syncs.
             self.iterator = _forever(steps)
             # copies: the train function donates (consumes) the buffers it is given
-            self.state = tuple([keras.ops.copy(v.value) for v in variables] for variables in self.gan.jax_state_variables())
+            self.state = tuple([keras.ops.copy(v.value) for v in variables] for variables in state_variables(self.gan))
         else:
             self.iterator = iter(steps.repeat())
         self.per_call = config.steps_per_execution
@@ -172,8 +133,8 @@ class ProjectStep:
 
 def _forever(steps):
     while True:
-        for step in steps:
-            yield np.asarray([step], np.int32)
+        for i in range(len(steps)):
+            yield steps[i]
 
 
 def run_benchmark(batch_size=256, steps=10, repeats=3, latent_dim=100, steps_per_execution=1, xla=False,
@@ -214,15 +175,15 @@ def run_benchmark(batch_size=256, steps=10, repeats=3, latent_dim=100, steps_per
             rates[side].append(timed(side))
     project = statistics.median(rates["project"])
     baseline = statistics.median(rates["baseline"]) if "baseline" in rates else None
-    gpus = gpu_names()
+    gpus = devices.gpu_names()
     memory = {"process_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
     if gpus:
         memory["gpu_peak_bytes"] = gpu_peak_bytes()
     result = {
-        "machine": machine_name(),
+        "machine": devices.machine_name(),
         "backend": backend,
         "device": "GPU" if gpus else "CPU",
-        "versions": {backend: _version(backend), "keras": keras.__version__},
+        "versions": devices.versions(),
         "settings": {"batch_size": batch_size, "steps": steps, "repeats": repeats, "latent_dim": latent_dim,
                      "steps_per_execution": steps_per_execution, "xla": xla, "precision": precision},
         "project_images_per_s": round(project, 1),
@@ -239,16 +200,6 @@ def run_benchmark(batch_size=256, steps=10, repeats=3, latent_dim=100, steps_per
     }
     log(format_report(result))
     return result
-
-
-def _version(backend):
-    if backend == "jax":
-        import jax
-
-        return jax.__version__
-    import tensorflow as tf
-
-    return tf.__version__
 
 
 def format_report(r):

@@ -1,4 +1,8 @@
-"""Training settings: one dataclass, validated in one place, saved with every run."""
+"""Training settings: one dataclass whose fields each say once their default, range, flag and help.
+
+`TrainConfig` validates itself from that metadata, the command line (`prendas train`) is built from
+it, and every run saves it. RESUME_OPTIONS lists the settings a resumed run may change.
+"""
 
 import dataclasses
 import math
@@ -9,23 +13,8 @@ from prendas import PrendasError
 TRAIN_IMAGES = 60_000
 ALL_IMAGES = 70_000
 
-# Inclusive ranges for the numeric settings; the messages name the command-line flag.
-_INT_RANGES = {
-    "epochs": (1, 100_000),
-    "batch_size": (1, 65_536),
-    "images": (1, ALL_IMAGES),
-    "latent_dim": (1, 4_096),
-    "seed": (0, 2**31 - 1),
-    "checkpoint_every": (1, 100_000),
-    "eval_every": (0, 100_000),
-    "eval_samples": (100, 60_000),
-    "steps_per_execution": (1, 10_000),
-}
-_LR_FIELDS = ("g_lr", "d_lr")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-DEVICES = ("1", "all")
-_CHOICES = {"loss": ("bce", "wgan-gp", "hinge"), "arch": ("dcgan", "deep"), "precision": PRECISIONS, "devices": DEVICES}
-_BOOL_FIELDS = ("deterministic", "spectral_norm", "conditional", "xla")
+LOSSES = ("bce", "wgan-gp", "hinge")
 
 # What each loss does when --d-steps and the Adam betas are left unset: the DCGAN tutorial for bce
 # (Keras's Adam defaults), the WGAN-GP paper (Gulrajani et al. 2017: 5 critic steps, betas 0 and
@@ -39,7 +28,7 @@ GP_WEIGHT = 10.0  # the gradient penalty's weight (the WGAN-GP paper's lambda)
 
 # `train --preset NAME`: named recipes that fill in whatever the command line leaves unset. "tutorial"
 # is TensorFlow's DCGAN (the defaults, the notebook's story); "best" is the recipe that measured best
-# at equal budget (RESULTS.md; the README's Recipes section gives the numbers and the machine).
+# at equal budget (docs/recipes.md gives the numbers and the machine).
 PRESETS = {
     "tutorial": {},
     "best": {"loss": "hinge", "spectral_norm": True, "ema": 0.999, "conditional": True, "class_loss": 1.0,
@@ -47,78 +36,93 @@ PRESETS = {
 }
 
 
+def _integer(low, high):
+    return (f"an integer from {low} to {high}",
+            lambda x: isinstance(x, int) and not isinstance(x, bool) and low <= x <= high)
+
+
+def _number(words, inside):
+    return (words, lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and inside(x))
+
+
+def _setting(default, help, check=None, *, choices=None, optional=False, resume=False, flag=True, negatable=False,
+             metavar=None):
+    """A field of TrainConfig: its default, its help, and what a valid value is (check: (words, test)).
+
+    optional: None is valid (the loss's default applies); resume: a resumed run may change it;
+    flag: the command line has --NAME for it; negatable: a switch with a --no- form (over a preset).
+    """
+    if choices:
+        check = (f"one of {', '.join(choices)}", lambda x: x in choices)
+    elif isinstance(default, bool):
+        check = ("true or false", lambda x: isinstance(x, bool))
+    meta = {"help": help, "check": check, "choices": choices, "optional": optional, "resume": resume, "flag": flag,
+            "negatable": negatable, "metavar": metavar}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+_RATE = _number("a number in (0, 1]", lambda x: 0 < x <= 1)
+_BETA = _number("a number in [0, 1)", lambda x: 0 <= x < 1)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run. Defaults are TensorFlow's DCGAN tutorial."""
 
-    epochs: int = 50
-    batch_size: int = 256
-    images: int = TRAIN_IMAGES  # N <= 60,000 come from the training split; more add test images
-    latent_dim: int = 100
-    g_lr: float = 1e-4  # Adam learning rate of the generator
-    d_lr: float = 1e-4  # Adam learning rate of the discriminator
-    seed: int = 0  # weights, noise, subset and shuffling all follow from it
-    checkpoint_every: int = 1  # epochs between resume checkpoints (one is always written at the end)
-    out: str = "."  # models/, images/ and checkpoints/ are created under it
-    deterministic: bool = False  # deterministic kernels: bit-exact resume, a little slower
-    eval_every: int = 0  # epochs between quality measurements during training (0: none)
-    eval_samples: int = 2_000  # garments drawn for each of those measurements
-    loss: str = "bce"  # bce (non-saturating, the tutorial's), wgan-gp or hinge
-    d_steps: int | None = None  # discriminator steps per generator step (None: the loss's default)
-    beta_1: float | None = None  # Adam's betas for both networks (None: the loss's defaults)
-    beta_2: float | None = None
-    spectral_norm: bool = False  # spectral normalization on every discriminator layer
-    ema: float = 0.0  # decay of the generator's moving average for samples and saved models (0: off)
-    arch: str = "dcgan"  # dcgan (the tutorial's networks) or deep (one more block, more filters)
-    conditional: bool = False  # both networks see the class label: ask for a given garment
-    class_loss: float = 0.0  # weight of the discriminator's auxiliary classifier (AC-GAN; conditional only; 0: off)
+    epochs: int = _setting(50, "epochs to train; with --resume, epochs to add", _integer(1, 100_000))
+    batch_size: int = _setting(256, "images per step", _integer(1, 65_536))
+    images: int = _setting(TRAIN_IMAGES, f"training images (default {TRAIN_IMAGES:,}, the whole training split); up "
+                           f"to {ALL_IMAGES:,} adds test images", _integer(1, ALL_IMAGES))
+    latent_dim: int = _setting(100, "size of the noise vector", _integer(1, 4_096))
+    g_lr: float = _setting(1e-4, "Adam learning rate of the generator only", _RATE)
+    d_lr: float = _setting(1e-4, "Adam learning rate of the discriminator only", _RATE)
+    seed: int = _setting(0, "random seed: weights, noise, subset and shuffling all follow from it", _integer(0, 2**31 - 1))
+    checkpoint_every: int = _setting(1, "epochs between checkpoints (one is always written at the end)",
+                                     _integer(1, 100_000), resume=True)
+    out: str = _setting(".", "folder for models/, images/ and checkpoints/ (default: the current folder; with "
+                        "--resume, the folder that holds the checkpoint's checkpoints/)",
+                        ("a folder name", lambda x: isinstance(x, str) and bool(x)), resume=True)
+    deterministic: bool = _setting(False, "deterministic kernels (bit-exact resume, a little slower)", resume=True)
+    eval_every: int = _setting(0, "measure FID, precision, recall and class balance every K epochs (0: never); "
+                               "recorded in run_TAG.json and drawn in images/quality_TAG.png",
+                               _integer(0, 100_000), resume=True)
+    eval_samples: int = _setting(2_000, "garments drawn for each of those measurements", _integer(100, 60_000))
+    loss: str = _setting("bce", "adversarial loss: bce (the tutorial's), wgan-gp or hinge", choices=LOSSES)
+    d_steps: int | None = _setting(None, "discriminator steps per generator step (default: 5 for wgan-gp, else 1)",
+                                   _integer(1, 100), optional=True)
+    beta_1: float | None = _setting(None, "Adam's beta_1 (default: 0.9 for bce, 0 for wgan-gp, 0.5 for hinge)", _BETA,
+                                    optional=True)
+    beta_2: float | None = _setting(None, "Adam's beta_2 (default: 0.999, or 0.9 for wgan-gp)", _BETA, optional=True)
+    spectral_norm: bool = _setting(False, "spectral normalization on every discriminator layer", negatable=True)
+    ema: float = _setting(0.0, "decay of the generator's moving average, used for samples, saved models and "
+                          "evaluation, e.g. 0.999 (0: off)",
+                          _number("0 (off) or a decay in [0.5, 1)", lambda x: x == 0 or 0.5 <= x < 1))
+    arch: str = _setting("dcgan", "networks: dcgan (the tutorial's) or deep (one more block, more filters; for a GPU)",
+                         choices=("dcgan", "deep"))
+    conditional: bool = _setting(False, "train with the class labels, so that `generate --class` can ask for a "
+                                 "garment", negatable=True)
+    class_loss: float = _setting(0.0, "with --conditional: the discriminator also learns to name the class of real "
+                                 "garments, and the generator to draw ones it names as asked (AC-GAN's auxiliary "
+                                 "classifier), e.g. 1 (0: off)",
+                                 _number("a weight from 0 (off) to 10", lambda x: 0 <= x <= 10), metavar="WEIGHT")
     # How the steps run (the same results, at another speed; `precision` changes the numbers a little).
-    steps_per_execution: int = 1  # training steps per compiled call: fewer round trips to the device
-    xla: bool = False  # compile the TensorFlow step with XLA (JAX always is)
-    precision: str = "float32"  # or mixed_bfloat16 / mixed_float16 (float16 with loss scaling)
-    devices: str = "1"  # "all": data-parallel over every GPU (the batch split, the same result)
+    steps_per_execution: int = _setting(1, "training steps per compiled call; more saves round trips when steps "
+                                        "are short (a GPU)", _integer(1, 10_000), resume=True)
+    xla: bool = _setting(False, "compile the TensorFlow training step with XLA (JAX always is)", resume=True)
+    precision: str = _setting("float32", "float32, mixed_bfloat16, or mixed_float16 (with loss scaling): for GPUs "
+                              "with fast 16-bit arithmetic; on a CPU, measure with `bench` first", choices=PRECISIONS)
+    devices: str = _setting("1", "1 or all: train data-parallel on every GPU (TensorFlow's MirroredStrategy, JAX's "
+                            "DataParallel), each taking a share of the batch; with TF_CONFIG set, on every machine "
+                            "it names (MultiWorkerMirroredStrategy)", choices=("1", "all"), resume=True)
 
     def __post_init__(self):
-        for name, (low, high) in _INT_RANGES.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise PrendasError(
-                    f"{name} must be an integer from {low} to {high}, got {value!r} (--{_flag(name)})"
-                )
-        for name in _LR_FIELDS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                math.isfinite(value) and 0 < value <= 1
-            ):
-                raise PrendasError(f"{name} must be a number in (0, 1], got {value!r} (--{_flag(name)})")
-        if not isinstance(self.out, str) or not self.out:
-            raise PrendasError(f"out must be a folder name, got {self.out!r} (--out)")
-        for name in _BOOL_FIELDS:
-            if not isinstance(getattr(self, name), bool):
-                raise PrendasError(f"{name} must be true or false, got {getattr(self, name)!r} (--{_flag(name)})")
-        for name, choices in _CHOICES.items():
-            if getattr(self, name) not in choices:
-                raise PrendasError(
-                    f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r} (--{_flag(name)})"
-                )
-        if self.d_steps is not None and (
-            isinstance(self.d_steps, bool) or not isinstance(self.d_steps, int) or not 1 <= self.d_steps <= 100
-        ):
-            raise PrendasError(f"d_steps must be an integer from 1 to 100, got {self.d_steps!r} (--d-steps)")
-        for name in ("beta_1", "beta_2"):
-            value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1
-            ):
-                raise PrendasError(f"{name} must be a number in [0, 1), got {value!r} (--{_flag(name)})")
-        if isinstance(self.ema, bool) or not isinstance(self.ema, (int, float)) or not (
-            self.ema == 0 or 0.5 <= self.ema < 1
-        ):
-            raise PrendasError(f"ema must be 0 (off) or a decay in [0.5, 1), got {self.ema!r} (--ema)")
-        if isinstance(self.class_loss, bool) or not isinstance(self.class_loss, (int, float)) or not (
-            0 <= self.class_loss <= 10
-        ):
-            raise PrendasError(f"class_loss must be a weight from 0 (off) to 10, got {self.class_loss!r} (--class-loss)")
+        for field in dataclasses.fields(self):
+            value, meta = getattr(self, field.name), field.metadata
+            if meta["optional"] and value is None:
+                continue
+            words, valid = meta["check"]
+            if not valid(value):
+                raise PrendasError(f"{field.name} must be {words}, got {value!r} (--{flag(field.name)})")
         if self.class_loss and not self.conditional:
             raise PrendasError("--class-loss needs --conditional: the classifier learns the classes of labelled images")
 
@@ -162,5 +166,30 @@ class TrainConfig:
         return cls(**values)
 
 
-def _flag(name):
+# The settings a resumed run may change (how the steps run, where and how often it writes, evaluation);
+# everything else is the checkpoint's.
+RESUME_OPTIONS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["resume"])
+
+
+def flag(name):
+    """A setting's command-line flag, without the dashes: batch_size -> batch-size."""
     return name.replace("_", "-")
+
+
+def add_arguments(parser):
+    """One command-line flag for each setting of TrainConfig, with its help, choices and default."""
+    import argparse
+    import types
+
+    for field in dataclasses.fields(TrainConfig):
+        meta, default, help = field.metadata, field.default, field.metadata["help"]
+        if default is not None and not isinstance(default, bool) and "default" not in help:
+            help += f" (default {format(default, {int: ',', float: 'g'}.get(type(default), ''))})"
+        if isinstance(default, bool):
+            kwargs = {"action": argparse.BooleanOptionalAction if meta["negatable"] else "store_true"}
+            help += f" (--no-{flag(field.name)}: off, over a preset)" if meta["negatable"] else ""
+        else:
+            kwargs = {"choices": meta["choices"]} if meta["choices"] else {
+                "type": field.type.__args__[0] if isinstance(field.type, types.UnionType) else field.type}
+        kwargs.update({"metavar": meta["metavar"]} if meta["metavar"] else {})
+        parser.add_argument("--" + flag(field.name), help=help, default=None, **kwargs)

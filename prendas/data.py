@@ -164,24 +164,5 @@ def epoch_order(n_images, seed, epoch):
     return np.random.default_rng([seed, 2, epoch]).permutation(n_images).astype(np.int32)
 
 
-def step_indices(steps, copies=1):
-    """What fit() iterates over in an epoch: the step numbers 0 .. steps-1, and nothing else.
-
-    The images themselves stay in the GAN's device memory (GAN.attach_data); a step uses its number
-    to take its batch there, so no image crosses from the host during training. With TensorFlow this
-    is a tf.data pipeline (no Python per step), other backends get an array; with each number
-    repeated `copies` times when several devices share a step (one number for each).
-    """
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        steps = tf.data.Dataset.range(steps)
-        # Under MirroredStrategy the dataset's batches are split over the replicas: one number for each.
-        return steps if copies == 1 else steps.map(lambda step: tf.fill([copies], step))
-    return np.repeat(np.arange(steps, dtype=np.int32), copies)
-
-
 def steps_per_epoch(n_images, batch_size):
     return -(-n_images // batch_size)

@@ -1,7 +1,7 @@
 """Score a generator against the 10,000 Fashion-MNIST test images, with real data as the floor.
 
 evaluate_generator() draws N garments, passes them and the test images through the feature
-network (prendas.evaluator) and computes FID, KID, precision/recall, density/coverage, the class
+network (prendas.features) and computes FID, KID, precision/recall, density/coverage, the class
 histogram and the classifier score; the same figures for 10,000 real training images are the
 floor that no generator can beat. A memorization check finds each of a few generated garments'
 nearest training image.
@@ -17,8 +17,8 @@ import numpy as np
 
 from prendas import artifacts, metrics
 from prendas.data import CLASS_NAMES, load_fashion_mnist
-from prendas.evaluator import FeatureNetwork, load_record, weights_digest
-from prendas.gan import balanced_labels, generate_images, latent_batch
+from prendas.features import FeatureNetwork, load_record, weights_digest
+from prendas.sampling import balanced_labels, generate_images, latent_batch
 from prendas.models import generator_signature
 
 MEMORIZATION_SAMPLES = 100
@@ -106,10 +106,10 @@ def floor_scores(reference, n, seed, conditional):
     if digest and (folder := cache_folder()):
         import keras
 
-        from prendas import evaluator
+        from prendas import features
 
         settings = json.dumps([digest, n, seed, conditional, keras.__version__, keras.backend.backend(), np.__version__])
-        code = [Path(module.__file__).read_bytes() for module in (evaluator, metrics)] + [Path(__file__).read_bytes()]
+        code = [Path(module.__file__).read_bytes() for module in (features, metrics)] + [Path(__file__).read_bytes()]
         data = reference.data
         key = hashlib.sha256()
         for part in (settings.encode(), *code, data.x_train, data.y_train, data.x_test):
@@ -168,19 +168,13 @@ def memorization(images, data):
 
 
 def run_record_for(model_path):
-    """The run.json beside a generator_TAG.keras, if there is one."""
-    path = Path(model_path)
-    if path.name.startswith("generator_"):
-        tag = path.stem.removeprefix("generator_").removeprefix("raw_")  # generator_raw_TAG: an EMA run's raw weights
-        candidate = path.with_name(f"run_{tag}.json")
+    """The run.json beside a generator_TAG.keras (or an --ema run's generator_raw_TAG.keras), if there is one."""
+    path, tag = Path(model_path), artifacts.model_tag(model_path)
+    if tag:
+        candidate = path.with_name(artifacts.run_paths(".", tag[0])["run_json"].name)
         if candidate.is_file():
             return json.loads(candidate.read_text())
     return None
-
-
-def default_json_path(model_path):
-    path = Path(model_path)
-    return path.with_name("evaluation_" + path.stem.removeprefix("generator_") + ".json")
 
 
 def format_table(result):
@@ -223,7 +217,7 @@ def format_table(result):
 
 def evaluate_model_file(model_path, n=10_000, seed=0, json_path=None, log=print):
     """`prendas evaluate` (which checks its arguments first): load, score, print, save the JSON."""
-    json_path = Path(json_path) if json_path else default_json_path(model_path)
+    json_path = Path(json_path) if json_path else artifacts.evaluation_path(model_path)
     generator = artifacts.load_generator(model_path)
     result = {"model": str(model_path), **evaluate_generator(generator, n=n, seed=seed)}
     run = run_record_for(model_path)

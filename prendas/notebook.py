@@ -15,7 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from prendas.callbacks import format_seconds
+from prendas.devices import gpu_names
+from prendas.run import format_seconds
 
 # TensorFlow >= 2.18 in images built on cuDNN 8 (the official -gpu images) loads no GPU library.
 GPU_HELP = (
@@ -30,16 +31,11 @@ GPU_HELP = (
 def environment_report():
     """Versions, the backend and the GPUs it sees; a warning when a GPU is present but unused."""
     lines = [f"Keras {keras.__version__}, backend {keras.backend.backend()}"]
-    gpus = []
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         lines.insert(0, f"TensorFlow {tf.__version__}")
-        gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
-    elif keras.backend.backend() == "jax":
-        import jax
-
-        gpus = [str(d) for d in jax.devices() if d.platform == "gpu"]
+    gpus = gpu_names()
     nvidia_present = Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None
     if gpus:
         lines.append(f"GPU: {', '.join(gpus)}")

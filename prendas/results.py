@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from prendas import PrendasError, artifacts
-from prendas.callbacks import format_seconds
+from prendas.run import format_seconds
 
 
 def collect_runs(folders):
@@ -24,17 +24,17 @@ def collect_runs(folders):
     for folder in map(Path, folders):
         if not folder.is_dir():
             raise PrendasError(f"no folder {folder}")
-        for path in sorted(folder.glob("**/models/run_*.json")):
+        for tag, path in artifacts.run_records(folder):
             if any(part.startswith(".") for part in path.relative_to(folder).parts):
                 continue
             record = json.loads(path.read_text())
             if record.get("status") != "complete":
                 continue
-            tag = path.stem.removeprefix("run_")
             evaluations = {}
-            for weights, name in (("", f"evaluation_{tag}.json"), ("raw", f"evaluation_raw_{tag}.json")):
-                if (path.parent / name).is_file():
-                    evaluations[weights] = json.loads((path.parent / name).read_text())
+            for weights, model in (("", "generator"), ("raw", "generator_raw")):
+                scores = artifacts.evaluation_path(artifacts.run_paths(path.parent.parent, tag, ema=True)[model])
+                if scores.is_file():
+                    evaluations[weights] = json.loads(scores.read_text())
             runs.append((record, evaluations, path.parent.parent))
     return sorted(runs, key=lambda r: r[0]["tag"])
 
@@ -73,7 +73,7 @@ def results_markdown(runs, out):
     for record, evaluations, root in runs:
         config, data = record["config"], record["data"]
         images = f"{data['images']:,}" + (" (incl. test)" if data.get("includes_test_images") else "")
-        grid = root / "images" / f"grid_{record['tag']}.png"
+        grid = artifacts.run_paths(root, record["tag"])["grid"]
         thumb = f'<img src="{os.path.relpath(grid, Path(out).parent)}" width="96">' if grid.is_file() else ""
         epochs = "+".join(map(str, record["segments"]))
         machine = record.get("machine", {}).get("name", "?")

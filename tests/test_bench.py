@@ -1,5 +1,5 @@
 """The benchmark (issue 6): FLOPs counted from the layers against known answers, and a tiny real run
-of both loops whose figures hang together. Its speed figures belong in BENCHMARKS.md, not in asserts."""
+of both loops whose figures hang together. Its speed figures belong in docs/speed.md, not in asserts."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""The Docker files, on paper: linters pass and the facts the README promises hold.
+"""The Docker files, on paper: linters pass and the facts the README and docs/ promise hold.
 
 No Docker engine is needed (none runs where these tests run): hadolint and check-jsonschema come from
 requirements-dev.txt, the rest reads the files. Offline and fast.

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_cli
 
-from prendas.gan import generate_images, latent_batch
+from prendas.sampling import generate_images, latent_batch
 
 pytest.importorskip("jax", reason="the JAX backend needs jax: pip install -r requirements-dev.txt")
 

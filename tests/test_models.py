@@ -2,7 +2,7 @@ import keras
 import numpy as np
 
 from prendas.config import TrainConfig
-from prendas.gan import generate_images, latent_batch, to_uint8
+from prendas.sampling import generate_images, latent_batch, to_uint8
 from prendas.models import build_discriminator, build_generator
 from prendas.train import build_gan
 

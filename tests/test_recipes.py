@@ -11,7 +11,8 @@ from conftest import files_under, run_cli
 from prendas import PrendasError, artifacts
 from prendas.__main__ import class_index
 from prendas.config import PRESETS, TrainConfig
-from prendas.gan import GAN, generate_images, latent_batch
+from prendas.gan import GAN
+from prendas.sampling import generate_images, latent_batch
 from prendas.losses import class_loss, discriminator_loss, generator_loss, gradient_penalty
 from prendas.models import build_discriminator, build_generator, generator_signature
 from prendas.train import build_gan, train
@@ -83,7 +84,8 @@ def test_wgan_gp_penalty_is_computed_on_the_critic():
     real = np.random.default_rng(0).uniform(-1, 1, (6, 28, 28, 1)).astype(np.float32)
     fake = np.random.default_rng(1).uniform(-1, 1, (6, 28, 28, 1)).astype(np.float32)
     real_out, fake_out = critic(real), critic(fake)
-    d_loss = gan._d_loss(real, fake, real_out, fake_out, None)
+    mix = np.random.default_rng(2).uniform(0, 1, (6, 1, 1, 1)).astype(np.float32)
+    d_loss = gan.critic_loss([v.value for v in critic.trainable_variables], [], real, fake, real_out, fake_out, None, mix)
     expected = float(np.mean(fake_out) - np.mean(real_out)) + 10 * (5 - 1) ** 2
     assert float(d_loss) == pytest.approx(expected, rel=1e-5)
 
@@ -295,7 +297,7 @@ def test_generate_refuses_a_class_from_an_unconditional_model_and_unknown_classe
 
 
 def test_a_class_morph_starts_and_ends_at_the_two_classes():
-    from prendas.gan import interpolate_latents, morph_classes
+    from prendas.sampling import interpolate_latents, morph_classes
 
     g = build_generator(8, conditional=True)
     z = latent_batch(2, 8, seed=0)

@@ -9,8 +9,8 @@ import pytest
 from conftest import ROOT
 
 from prendas.artifacts import load_generator
-from prendas.evaluator import FeatureNetwork
-from prendas.gan import generate_images, latent_batch
+from prendas.features import FeatureNetwork
+from prendas.sampling import generate_images, latent_batch
 from prendas.models import generator_signature
 
 

@@ -14,7 +14,7 @@ from conftest import ROOT, files_under, run_cli
 from PIL import Image
 
 from prendas.artifacts import load_checkpoint
-from prendas.bench import machine_name
+from prendas.devices import machine_name
 from prendas.config import TrainConfig
 from prendas.train import train
 

@@ -1,0 +1,227 @@
+"""A run's life: its record, its checkpoints and final files, and the callbacks that write them.
+
+`Run` holds what a run is (settings, tag, history, progress frames, quality measurements) and how it
+is saved; the Keras callbacks below call it at the end of each epoch and of training, and print the
+progress lines. File names come from prendas.artifacts.
+"""
+
+import datetime
+import platform
+import sys
+import time
+
+import keras
+import numpy as np
+
+from prendas import artifacts, devices
+from prendas.data import epoch_order
+from prendas.sampling import balanced_labels, generate_images, latent_batch
+
+
+class Run:
+    """One training run: its settings, tag, history and files. The callbacks fill and save it."""
+
+    def __init__(
+        self, gan, config, data, tag, segments_before=(), history=(), frames=(), resumed_from=None, evaluations=()
+    ):
+        self.gan = gan
+        self.config = config
+        self.data = data
+        self.tag = tag
+        self.evaluations = list(evaluations)  # quality measured during training, every config.eval_every epochs
+        self.paths = artifacts.run_paths(config.out, tag, ema=bool(config.ema), evaluations=bool(config.eval_every or evaluations))
+        self.segments_before = list(segments_before)
+        self.history = list(history)  # one record per epoch, previous segments included
+        self.frames = list(frames)  # the fixed batch's grid after each epoch, for the animation
+        self.resumed_from = resumed_from
+        self.first_epoch = len(self.history)
+        self.last_epoch = self.first_epoch + config.epochs
+        self.training_seconds_before = 0.0
+        self.started = datetime.datetime.now().isoformat(timespec="seconds")
+        self.machine_name = devices.machine_name()  # read once (/proc/cpuinfo, the GPU list), not at every checkpoint
+        # A conditional GAN's grid has a column per class (8 x 10), the others are 8 x 8.
+        self.grid_cols = 10 if gan.conditional else 8
+        self.fixed_z = latent_batch(8 * self.grid_cols, gan.latent_dim, [config.seed, 3])
+        self.fixed_labels = balanced_labels(len(self.fixed_z)) if gan.conditional else None
+        self._reference = None
+
+    @property
+    def epochs_done(self):
+        return len(self.history)
+
+    def segments_done(self):
+        return self.segments_before + [self.epochs_done - self.first_epoch]
+
+    def sample_grid(self):
+        return artifacts.image_grid(generate_images(self.gan.sampler, self.fixed_z, self.fixed_labels), cols=self.grid_cols, scale=2)
+
+    def evaluate_now(self):
+        """FID, precision, recall and class balance of eval_samples garments, against the test images."""
+        from prendas.evaluate import Reference
+
+        if self._reference is None:
+            self._reference = Reference()
+        z = latent_batch(self.config.eval_samples, self.gan.latent_dim, [self.config.seed, 4, self.epochs_done])
+        labels = balanced_labels(len(z)) if self.gan.conditional else None
+        scores = self._reference.score(generate_images(self.gan.sampler, z, labels), full=False)
+        keep = ("fid", "precision", "recall", "classes_over_5pct", "kl_from_uniform", "classifier_score")
+        self.evaluations.append({"epoch": self.epochs_done, "n": len(z), **{k: scores[k] for k in keep}})
+
+    def record(self, status):
+        """The run.json contents."""
+        return {
+            "tag": self.tag,
+            "status": status,
+            "epochs_done": self.epochs_done,
+            "segments": self.segments_done(),
+            "resumed_from": self.resumed_from,
+            "config": self.config.to_dict(),
+            "data": self.data,
+            "started": self.started,
+            "updated": datetime.datetime.now().isoformat(timespec="seconds"),
+            "training_seconds": round(self.training_seconds_before + sum(h["seconds"] for h in self.history[self.first_epoch :]), 3),
+            "history": self.history,
+            "evaluations": self.evaluations,
+            "files": {name: str(path) for name, path in self.paths.items()},
+            "versions": devices.versions(),
+            "machine": {"name": self.machine_name, "platform": platform.platform(), "processor": platform.machine(),
+                        "backend": keras.backend.backend(),
+                        "devices": devices.replicas(self.gan), "machines": devices.machines()},
+        }
+
+    def save_checkpoint(self):
+        record = self.record("running")  # run.json says "complete" only once save_final has written every file
+        meta = {"format": artifacts.CHECKPOINT_FORMAT, "version": artifacts.CHECKPOINT_VERSION, **record,
+                "status": "running" if self.epochs_done < self.last_epoch else "complete"}
+        artifacts.save_checkpoint(self.paths["checkpoint"], self.gan.state_variables(), meta, self.frames)
+        artifacts.write_json(self.paths["run_json"], record)
+
+    def save_final(self):
+        """Models, grid, five single images and the animation; run.json last, marking the run complete."""
+        paths = self.paths
+        with devices.unsynchronized(self.gan.sampler):
+            artifacts.save_model(self.gan.sampler, paths["generator"])  # the moving average, when there is one
+        if self.config.ema:
+            with devices.unsynchronized(self.gan.generator):
+                artifacts.save_model(self.gan.generator, paths["generator_raw"])  # the weights as trained, to compare
+        artifacts.save_model(self.gan.discriminator, paths["discriminator"])
+        artifacts.save_png(self.frames[-1], paths["grid"])
+        labels = None if self.fixed_labels is None else self.fixed_labels[:5]
+        samples = generate_images(self.gan.sampler, self.fixed_z[:5], labels)
+        for i, image in enumerate(samples):
+            artifacts.save_png(np.kron(image, np.ones((4, 4), np.uint8)), paths[f"image_{i}"])
+        artifacts.save_gif(self.frames, paths["progress_gif"])
+        if self.evaluations:
+            artifacts.save_figure(quality_figure(self.evaluations), paths["quality_curve"])
+        artifacts.write_json(paths["run_json"], self.record("complete"))
+
+
+def quality_figure(evaluations):
+    """FID (left) and precision/recall (right) against the epoch."""
+    from matplotlib.figure import Figure
+
+    epochs = [e["epoch"] for e in evaluations]
+    fig = Figure(figsize=(9, 3.4))
+    left, right = fig.subplots(1, 2)
+    left.plot(epochs, [e["fid"] for e in evaluations], "o-")
+    left.set_ylabel(f"FID ({evaluations[-1]['n']:,} samples, lower is better)")
+    for key in ("precision", "recall"):
+        right.plot(epochs, [e[key] for e in evaluations], "o-", label=key)
+    right.set_ylim(0, 1)
+    right.legend()
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """Orders each epoch's images; keeps the run's history and frames; checkpoints every K epochs; writes the final files.
+
+    It touches the host only at epoch ends, so training steps are never synchronised with it.
+    """
+
+    def __init__(self, run):
+        super().__init__()
+        self.run = run
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # The epoch's order of images, drawn from (seed, epoch): one small transfer, the images stay on the device.
+        self.run.gan.set_epoch_order(epoch_order(int(self.run.gan.epoch_order.shape[0]), self.run.config.seed, epoch))
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        run = self.run
+        seconds = time.perf_counter() - self._started
+        run.history.append(
+            {
+                "epoch": epoch + 1,
+                "d_loss": float(logs["d_loss"]),
+                "g_loss": float(logs["g_loss"]),
+                "seconds": round(seconds, 3),
+                "images_per_s": round(run.data["images"] / seconds, 1),
+            }
+        )
+        run.frames.append(run.sample_grid())
+        if run.config.eval_every and (epoch + 1) % run.config.eval_every == 0:
+            run.evaluate_now()
+        done_here = epoch + 1 - run.first_epoch
+        if done_here % run.config.checkpoint_every == 0 or epoch + 1 == run.last_epoch:
+            run.save_checkpoint()
+
+    def on_train_end(self, logs=None):
+        if self.run.epochs_done == self.run.last_epoch:
+            self.run.save_final()
+
+
+class ProgressLogger(keras.callbacks.Callback):
+    """One line per epoch: losses, images per second, time left. On a terminal, a live line within it."""
+
+    # Keras may call batch hooks from a worker thread; this one only counts and prints.
+    async_safe = True
+
+    def __init__(self, run, log=print, live=None):
+        super().__init__()
+        self.run = run
+        self.log = log
+        self.live = sys.stdout.isatty() if live is None else live
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._started = self._shown = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if self.live and now - self._shown > 1.0:
+            self._shown = now
+            steps = self.params["steps"]
+            rate = (batch + 1) * self.run.config.batch_size / (now - self._started)
+            print(f"\repoch {self._epoch + 1}/{self.run.last_epoch}  step {batch + 1}/{steps}  {rate:,.0f} img/s", end="", flush=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        run = self.run
+        record = run.history[-1]
+        times = [h["seconds"] for h in run.history[-(epoch + 1 - run.first_epoch) :]]
+        eta = sum(times) / len(times) * (run.last_epoch - epoch - 1)
+        width = len(str(run.last_epoch))
+        end = "\r\x1b[K" if self.live else ""  # clear the live line
+        self.log(
+            f"{end}epoch {epoch + 1:>{width}}/{run.last_epoch}  d_loss {record['d_loss']:.4f}  "
+            f"g_loss {record['g_loss']:.4f}  {record['images_per_s']:,.0f} img/s  "
+            f"{record['seconds']:.1f}s  eta {format_seconds(eta)}{_quality(run, epoch)}"
+        )
+
+
+def _quality(run, epoch):
+    if not run.evaluations or run.evaluations[-1]["epoch"] != epoch + 1:
+        return ""
+    e = run.evaluations[-1]
+    return f"  fid {e['fid']:.1f}  precision {e['precision']:.2f}  recall {e['recall']:.2f}  classes {e['classes_over_5pct']}"
+
+
+def format_seconds(seconds):
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"

@@ -1,0 +1,76 @@
+"""Drawing garments: noise batches, a generator's images, walks between two garments and two classes.
+
+Plain NumPy in and out, the same on every backend; a generator built by prendas.models or loaded
+from a file.
+"""
+
+import keras
+import numpy as np
+
+from prendas import PrendasError
+from prendas.models import NUM_CLASSES, generator_signature
+
+
+def to_uint8(images):
+    """Generator output in [-1, 1] (N, 28, 28, 1) -> uint8 pixels (N, 28, 28)."""
+    images = np.asarray(images, dtype=np.float32).reshape(len(images), 28, 28)
+    return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def latent_batch(n, latent_dim, seed):
+    """n latent vectors drawn from N(0, 1) with a NumPy generator, the same on every backend."""
+    return np.random.default_rng(seed).standard_normal((n, latent_dim), dtype=np.float32)
+
+
+def balanced_labels(n):
+    """Class labels 0, 1, ..., 9, 0, 1, ... for n garments: every class equally often."""
+    return np.arange(n, dtype=np.int32) % NUM_CLASSES
+
+
+def generate_images(generator, z, labels=None, batch_size=1024):
+    """Run the generator in inference mode over latent vectors z; uint8 images (N, 28, 28).
+
+    A conditional generator draws the classes in `labels` (N,), by default every class in turn;
+    an unconditional one cannot be asked for a class.
+    """
+    _, conditional = generator_signature(generator)
+    if labels is not None and not conditional:
+        raise PrendasError("this generator was trained without labels (unconditional): it cannot draw a chosen class")
+    if conditional and labels is None:
+        labels = balanced_labels(len(z))
+    chunks = []
+    for i in range(0, len(z), batch_size):
+        inputs = z[i : i + batch_size]
+        if conditional:
+            inputs = [inputs, np.asarray(labels[i : i + batch_size], np.int32).reshape(-1, 1)]
+        chunks.append(to_uint8(generator(inputs, training=False)))
+    return np.concatenate(chunks) if chunks else np.zeros((0, 28, 28), np.uint8)
+
+
+def interpolate_latents(a, b, steps):
+    """`steps` latent vectors on the great circle from a to b (slerp: each stays as likely under N(0, I))."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    omega = np.arccos(np.clip(np.dot(a / np.linalg.norm(a), b / np.linalg.norm(b)), -1.0, 1.0))
+    t = np.linspace(0.0, 1.0, steps)[:, None]
+    if omega < 1e-6:
+        return ((1 - t) * a + t * b).astype(np.float32)
+    return ((np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)).astype(np.float32)
+
+
+def morph_classes(generator, z, from_class, to_class, steps):
+    """One garment turning from one class into another: the same noise z, the label's embedding blended.
+
+    Only for a conditional generator built by prendas.models (noise and embedded label are concatenated).
+    """
+    latent_dim, conditional = generator_signature(generator)
+    if not conditional:
+        raise PrendasError("this generator was trained without labels (unconditional): it has no classes to morph")
+    embedding = next(layer for layer in generator.layers if isinstance(layer, keras.layers.Embedding))
+    concat = next(layer for layer in generator.layers if isinstance(layer, keras.layers.Concatenate))
+    # The same network from (noise, embedded label) on, so that the embedding can be blended.
+    body = keras.Model(concat.input, generator.output)
+    table = np.asarray(embedding.embeddings)
+    t = np.linspace(0.0, 1.0, steps)[:, None]
+    blended = ((1 - t) * table[from_class] + t * table[to_class]).astype(np.float32)
+    noise = np.repeat(np.asarray(z, np.float32).reshape(1, latent_dim), steps, axis=0)
+    return to_uint8(body([noise, blended], training=False))
