@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CPU figures in BENCHMARKS.md: each configuration of the project's step beside the tutorial's
+# The CPU figures in docs/speed.md: each configuration of the project's step beside the tutorial's
 # loop (alternating, in one process), saved as benchmarks/PREFIX_*.json. About 20 minutes on 2 cores.
 # Run from the project root with the virtual environment of the README: bash benchmarks/cpu.sh [PREFIX]
 # (default prefix cpu; ONLY="float32 bf16" runs only those lines)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's 12-epoch comparison of the conditional recipes: the previous preset (hinge + spectral norm
+# The 12-epoch comparison (docs/recipes.md) of the conditional recipes: the previous preset (hinge + spectral norm
 # + EMA + labels), with the auxiliary classifier (--class-loss 1), and both at learning rate 2e-4 (the
 # classifier at weights 1 and 3), each 12 epochs over the 60,000 training images from seed 0, measured
 # every 2 epochs on 2,000 samples and scored at the end by `prendas evaluate` (its moving average and

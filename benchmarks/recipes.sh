@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The recipe comparison in RESULTS.md: every recipe of the README trained for the same budget (the same
+# The recipe comparison in RESULTS.md: every recipe of docs/recipes.md trained for the same budget (the same
 # epochs over the same 60,000 training images, batch 256, seed 0, on one machine), each scored by
 # `prendas evaluate` (the saved moving average and the raw weights).
 # Run from the project root with the virtual environment of the README:

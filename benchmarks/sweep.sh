@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The sizes and rates of the README's "Latent size, batch size, learning rate": the unconditional
+# The sizes and rates of docs/recipes.md's "Latent size, batch size, learning rate": the unconditional
 # hinge + spectral norm + EMA recipe trained for the same budget (EPOCHS over the 60,000 training images,
 # seed 0) with one setting changed at a time, each scored by `prendas evaluate` (its moving average).
 # Run from the project root with the virtual environment of the README:
