@@ -86,6 +86,8 @@ def _parser():
     b.add_argument("--xla", action="store_true", help="compile the project's step with XLA")
     b.add_argument("--backend", choices=("tensorflow", "jax"), default=None,
                    help="Keras backend (default: KERAS_BACKEND, else tensorflow); on jax the project's step runs alone")
+    b.add_argument("--preset", choices=tuple(PRESETS), default="tutorial",
+                   help="the recipe the project's step trains (default tutorial: the same networks as the tutorial's loop)")
     b.add_argument("--json", default=None, help="also write the figures to this JSON file")
 
     e = commands.add_parser(
@@ -146,7 +148,8 @@ def _bench(args):
     from prendas.bench import run_benchmark
 
     result = run_benchmark(batch_size=args.batch_size, steps=args.steps, repeats=args.repeats,
-                           steps_per_execution=args.steps_per_execution, xla=args.xla, precision=args.precision)
+                           steps_per_execution=args.steps_per_execution, xla=args.xla, precision=args.precision,
+                           preset=args.preset)
     if args.json:
         from prendas.artifacts import write_json
 

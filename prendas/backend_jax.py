@@ -34,9 +34,13 @@ def descend(losses, updates):
     return out, aux
 
 
-def input_gradient(function, inputs):
-    """The gradient of sum(function(inputs)) with respect to the inputs (differentiable again)."""
-    return jax.grad(lambda x: ops.sum(function(x)))(inputs)
+def with_input_gradient(function, inputs):
+    """function(inputs) -> (scores, aux): ((scores, aux), the gradient of sum(scores) w.r.t. the inputs).
+
+    From one forward pass (jax.vjp); the gradient is differentiable again (WGAN-GP's penalty, R1, R2).
+    """
+    scores, pull, aux = jax.vjp(function, inputs, has_aux=True)
+    return (scores, aux), pull(ops.ones_like(scores))[0]
 
 
 def when(condition, update, gan):

@@ -36,13 +36,17 @@ def descend(losses, updates):
     return out, aux
 
 
-def input_gradient(function, inputs):
-    """The gradient of sum(function(inputs)) with respect to the inputs (inside an outer tape: differentiable)."""
+def with_input_gradient(function, inputs):
+    """function(inputs) -> (scores, aux): ((scores, aux), the gradient of sum(scores) w.r.t. the inputs).
+
+    Inside an outer tape the gradient is differentiable again (WGAN-GP's penalty, R1, R2).
+    """
     inputs = tf.convert_to_tensor(inputs)
     with tf.GradientTape() as tape:
         tape.watch(inputs)
-        out = tf.reduce_sum(function(inputs))
-    return tape.gradient(out, inputs)
+        scores, aux = function(inputs)
+        total = tf.reduce_sum(scores)
+    return (scores, aux), tape.gradient(total, inputs)
 
 
 def when(condition, update, gan):

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from prendas import PrendasError, devices
-from prendas.config import TrainConfig
+from prendas.config import PRESETS, TrainConfig
 from prendas.models import build_discriminator, build_generator
 
 
@@ -102,11 +102,11 @@ class ProjectStep:
     """The project's training, as `prendas train` runs it: the GAN's compiled train function (what fit()
     calls) over its device-resident images, steps_per_execution steps per call."""
 
-    def __init__(self, images, config):
+    def __init__(self, images, labels, config):
         from prendas.train import build_gan
 
         self.gan = build_gan(config)
-        self.gan.attach_data(images, None, config.batch_size)
+        self.gan.attach_data(images, labels, config.batch_size)
         steps = devices.step_numbers(len(images) // config.batch_size, self.gan)
         self.jax = keras.backend.backend() == "jax"
         if self.jax:
@@ -138,10 +138,11 @@ def _forever(steps):
 
 
 def run_benchmark(batch_size=256, steps=10, repeats=3, latent_dim=100, steps_per_execution=1, xla=False,
-                  precision="float32", seed=0, log=print):
+                  precision="float32", seed=0, preset="tutorial", log=print):
     """Both loops, alternating, `repeats` times `steps` steps each after a warm-up; the medians and the rest.
 
-    On JAX the project's step runs alone: the tutorial's loop is TensorFlow code (its figures are None).
+    The project's step trains `preset`'s recipe (the tutorial's loop stays the tutorial's). On JAX the
+    project's step runs alone: the tutorial's loop is TensorFlow code (its figures are None).
     """
     backend = keras.backend.backend()
     if backend not in ("tensorflow", "jax"):
@@ -150,14 +151,14 @@ def run_benchmark(batch_size=256, steps=10, repeats=3, latent_dim=100, steps_per
         raise PrendasError(f"--steps ({steps}) must be a multiple of --steps-per-execution ({steps_per_execution})")
     from prendas.data import load_fashion_mnist
 
-    config = TrainConfig(batch_size=batch_size, latent_dim=latent_dim, seed=seed, steps_per_execution=steps_per_execution,
-                         xla=xla, precision=precision)
+    config = TrainConfig(**{**PRESETS[preset], "batch_size": batch_size, "latent_dim": latent_dim, "seed": seed,
+                            "steps_per_execution": steps_per_execution, "xla": xla, "precision": precision})
     # Whole batches only (60,000 // B of them), so that neither side ever runs a short batch.
-    images = load_fashion_mnist().x_train
-    images = images[: len(images) // batch_size * batch_size]
+    data = load_fashion_mnist()
+    images, labels = data.x_train[: len(data.x_train) // batch_size * batch_size], data.y_train
     if not len(images):
         raise PrendasError(f"--batch-size {batch_size} is larger than the 60,000 training images")
-    sides = {"project": ProjectStep(images, config)}
+    sides = {"project": ProjectStep(images, labels[: len(images)] if config.conditional else None, config)}
     if backend == "tensorflow":
         sides["baseline"] = TutorialBaseline(images, batch_size, latent_dim, seed)
     flops = step_flops(sides["project"].gan.generator, sides["project"].gan.discriminator)
@@ -184,7 +185,7 @@ def run_benchmark(batch_size=256, steps=10, repeats=3, latent_dim=100, steps_per
         "backend": backend,
         "device": "GPU" if gpus else "CPU",
         "versions": devices.versions(),
-        "settings": {"batch_size": batch_size, "steps": steps, "repeats": repeats, "latent_dim": latent_dim,
+        "settings": {"recipe": config.recipe(), "batch_size": batch_size, "steps": steps, "repeats": repeats, "latent_dim": latent_dim,
                      "steps_per_execution": steps_per_execution, "xla": xla, "precision": precision},
         "project_images_per_s": round(project, 1),
         "baseline_images_per_s": None if baseline is None else round(baseline, 1),
@@ -214,7 +215,7 @@ def format_report(r):
     )
     lines = [
         f"machine: {r['machine']}; {r['backend']} on {r['device']} ({name} {r['versions'][r['backend']]})",
-        f"batch {s['batch_size']}, {s['precision']}, {s['steps_per_execution']} step(s) per call, {compiled}; "
+        f"project: {s.get('recipe', 'bce')}, batch {s['batch_size']}, {s['precision']}, {s['steps_per_execution']} step(s) per call, {compiled}; "
         f"medians of {s['repeats']} alternating runs of {s['steps']} steps",
         f"{'':22}{'images/s':>10}{'GFLOP/s':>10}   runs",
         f"{'project step':22}{r['project_images_per_s']:>10,.0f}{r['project_flops_per_s'] / 1e9:>10.1f}   "

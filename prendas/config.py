@@ -14,7 +14,7 @@ TRAIN_IMAGES = 60_000
 ALL_IMAGES = 70_000
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-LOSSES = ("bce", "wgan-gp", "hinge")
+LOSSES = ("bce", "wgan-gp", "hinge", "rpgan")
 
 # What each loss does when --d-steps and the Adam betas are left unset: the DCGAN tutorial for bce
 # (Keras's Adam defaults), the WGAN-GP paper (Gulrajani et al. 2017: 5 critic steps, betas 0 and
@@ -23,6 +23,7 @@ LOSS_DEFAULTS = {
     "bce": {"d_steps": 1, "beta_1": 0.9, "beta_2": 0.999},
     "wgan-gp": {"d_steps": 5, "beta_1": 0.0, "beta_2": 0.9},
     "hinge": {"d_steps": 1, "beta_1": 0.5, "beta_2": 0.999},
+    "rpgan": {"d_steps": 1, "beta_1": 0.0, "beta_2": 0.99},  # R3GAN's (its beta_2 ends at 0.99)
 }
 GP_WEIGHT = 10.0  # the gradient penalty's weight (the WGAN-GP paper's lambda)
 
@@ -87,7 +88,13 @@ class TrainConfig:
                                "recorded in run_TAG.json and drawn in images/quality_TAG.png",
                                _integer(0, 100_000), resume=True)
     eval_samples: int = _setting(2_000, "garments drawn for each of those measurements", _integer(100, 60_000))
-    loss: str = _setting("bce", "adversarial loss: bce (the tutorial's), wgan-gp or hinge", choices=LOSSES)
+    loss: str = _setting("bce", "adversarial loss: bce (the tutorial's), wgan-gp, hinge, or rpgan (R3GAN's "
+                         "relativistic pairing loss; give it --r1 and --r2)", choices=LOSSES)
+    r1: float = _setting(0.0, "weight gamma of the zero-centred gradient penalty at real images, gamma/2 "
+                         "E||grad D(real)||^2 (R1; R3GAN: 0.05 for CIFAR-10) (0: off)",
+                         _number("a weight from 0 (off) to 1000", lambda x: 0 <= x <= 1000), metavar="GAMMA")
+    r2: float = _setting(0.0, "the same penalty at the generator's fakes (R2) (0: off)",
+                         _number("a weight from 0 (off) to 1000", lambda x: 0 <= x <= 1000), metavar="GAMMA")
     d_steps: int | None = _setting(None, "discriminator steps per generator step (default: 5 for wgan-gp, else 1)",
                                    _integer(1, 100), optional=True)
     beta_1: float | None = _setting(None, "Adam's beta_1 (default: 0.9 for bce, 0 for wgan-gp, 0.5 for hinge)", _BETA,
@@ -97,8 +104,14 @@ class TrainConfig:
     ema: float = _setting(0.0, "decay of the generator's moving average, used for samples, saved models and "
                           "evaluation, e.g. 0.999 (0: off)",
                           _number("0 (off) or a decay in [0.5, 1)", lambda x: x == 0 or 0.5 <= x < 1))
-    arch: str = _setting("dcgan", "networks: dcgan (the tutorial's) or deep (one more block, more filters; for a GPU)",
-                         choices=("dcgan", "deep"))
+    ema_kimg: float = _setting(0.0, "a moving average whose half-life is K thousand images, ramped up as 5%% of the "
+                               "images seen (StyleGAN2-ADA), in place of --ema's fixed decay (0: off)",
+                               _number("0 (off) or a half-life from 0.1 to 100000 thousand images",
+                                       lambda x: x == 0 or 0.1 <= x <= 100_000), metavar="K")
+    arch: str = _setting("dcgan", "networks: dcgan (the tutorial's), deep (one more block, more filters; for a GPU) "
+                         "or resnet (R3GAN's residual networks without normalization)", choices=("dcgan", "deep", "resnet"))
+    width: int = _setting(32, "with --arch resnet: channels of its narrowest stage (the widest has 4x)",
+                          _integer(4, 1024))
     conditional: bool = _setting(False, "train with the class labels, so that `generate --class` can ask for a "
                                  "garment", negatable=True)
     class_loss: float = _setting(0.0, "with --conditional: the discriminator also learns to name the class of real "
@@ -123,6 +136,10 @@ class TrainConfig:
             words, valid = meta["check"]
             if not valid(value):
                 raise PrendasError(f"{field.name} must be {words}, got {value!r} (--{flag(field.name)})")
+        if self.arch == "resnet" and self.spectral_norm:
+            raise PrendasError("--arch resnet trains without normalization layers (R3GAN): leave out --spectral-norm")
+        if self.ema and self.ema_kimg:
+            raise PrendasError("--ema and --ema-kimg are two ways to set the average: give one")
         if self.class_loss and not self.conditional:
             raise PrendasError("--class-loss needs --conditional: the classifier learns the classes of labelled images")
 
@@ -132,14 +149,22 @@ class TrainConfig:
         return LOSS_DEFAULTS[self.loss][name] if value is None else value
 
     @property
+    def averaged(self):
+        """Whether the run keeps a moving average of the generator (--ema or --ema-kimg)."""
+        return bool(self.ema or self.ema_kimg)
+
+    @property
     def uses_test_images(self):
         """True when the run needs more images than the training split holds."""
         return self.images > TRAIN_IMAGES
 
     def recipe(self):
         """The settings that shape the networks and their training, in a few words ('hinge+sn+ema0.999')."""
-        parts = [self.loss] + (["sn"] if self.spectral_norm else []) + ([f"ema{self.ema:g}"] if self.ema else [])
-        parts += ([self.arch] if self.arch != "dcgan" else []) + (["cond"] if self.conditional else [])
+        parts = [self.loss] + [f"{name}{getattr(self, name):g}" for name in ("r1", "r2") if getattr(self, name)]
+        parts += (["sn"] if self.spectral_norm else []) + ([f"ema{self.ema:g}"] if self.ema else [])
+        parts += [f"emak{self.ema_kimg:g}"] if self.ema_kimg else []
+        parts += ([self.arch] if self.arch != "dcgan" else []) + ([f"w{self.width}"] if self.width != 32 else [])
+        parts += ["cond"] if self.conditional else []
         parts += [f"ac{self.class_loss:g}"] if self.class_loss else []
         parts += {"float32": [], "mixed_bfloat16": ["bf16"], "mixed_float16": ["fp16"]}[self.precision]
         # The sizes and rates, where they are not the defaults (the batch size has its own column in RESULTS.md).

@@ -32,28 +32,24 @@ class Reference:
         self.data = data or load_fashion_mnist()
         self.features, self.probs = self.network(self.data.x_test)
         self.gaussian = metrics.gaussian(self.features)
-        self._radii = {}
-
-    def radii(self, k):
-        """The test features' k-th neighbour distances, computed once and shared by every score."""
-        if k not in self._radii:
-            self._radii[k] = metrics.knn_radii(self.features, k)
-        return self._radii[k]
+        self._radii = None
 
     def score(self, images, kid_subsets=100, full=True, labels=None):
-        """All metrics of uint8 images (N, 28, 28) against the test images; full=False: the quick ones.
+        """All metrics of uint8 images (N, 28, 28) against the test images; full=False: without KID.
 
-        With the classes the images were asked to be (`labels`, a conditional generator's), also
-        how often the classifier sees the class that was asked for, overall and per class.
+        Recall and coverage also per class of the test images (which garments the images reach). With
+        the classes the images were asked to be (`labels`, a conditional generator's), also how often
+        the classifier sees the class that was asked for, overall and per class.
         """
         features, probs = self.network(images)
+        if self._radii is None:  # the test features' neighbour distances, computed once for every score
+            self._radii = metrics.knn_radii(self.features, (3, 5))
         scores = {"fid": round(metrics.frechet_distance(*self.gaussian, *metrics.gaussian(features)), 3)}
-        precision, recall = metrics.precision_recall(self.features, features, k=3, real_radii=self.radii(3))
-        scores.update(precision=round(precision, 4), recall=round(recall, 4))
+        manifold = metrics.manifold_scores(self.features, features, self._radii, self.data.y_test)
+        scores.update({k: round(v, 4) if isinstance(v, float) else [round(x, 4) for x in v] for k, v in manifold.items()})
         if full:
             kid_mean, kid_std = metrics.kid(self.features, features, subsets=kid_subsets)
-            density, coverage = metrics.density_coverage(self.features, features, k=5, real_radii=self.radii(5))
-            scores.update(kid=round(kid_mean, 5), kid_std=round(kid_std, 5), density=round(density, 4), coverage=round(coverage, 4))
+            scores.update(kid=round(kid_mean, 5), kid_std=round(kid_std, 5))
         scores.update(metrics.class_metrics(probs))
         if labels is not None:
             hits = probs.argmax(axis=1) == np.asarray(labels)
@@ -201,6 +197,11 @@ def format_table(result):
     lines.append("classes (generated):  " + "  ".join(
         f"{name.split('/')[0]} {share:.0%}" for name, share in zip(CLASS_NAMES, generated["histogram"])
     ))
+    for key, what in (("recall_per_class", "recall"), ("coverage_per_class", "coverage")):
+        if key in generated:  # (evaluations older than the per-class figures have none)
+            lines.append(f"{what} per class of the test images (floor in brackets):  " + "  ".join(
+                f"{name.split('/')[0]} {g:.2f}" + (f" [{f:.2f}]" if key in floor else "")
+                for name, g, f in zip(CLASS_NAMES, generated[key], floor.get(key, generated[key]))))
     if "label_agreement_per_class" in generated:
         lines.append("class asked = class seen, per class:  " + "  ".join(
             f"{name.split('/')[0]} {share:.0%}" for name, share in zip(CLASS_NAMES, generated["label_agreement_per_class"])

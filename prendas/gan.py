@@ -14,23 +14,24 @@ from keras import ops
 
 from prendas import PrendasError, devices
 from prendas.config import GP_WEIGHT
-from prendas.losses import class_loss, discriminator_loss, generator_loss, gradient_penalty, interpolate
-from prendas.models import NUM_CLASSES, generator_signature
+from prendas.losses import (class_loss, discriminator_loss, generator_loss, gradient_penalty, interpolate,
+                            zero_centred_penalty)
+from prendas.models import NUM_CLASSES, generator_signature, normalize_spectra
 
 
 class GAN(keras.Model):
     """A generator and a discriminator trained against each other.
 
     The training images live in device memory (`attach_data`); fit() hands each step only its number.
-    `loss` is bce, wgan-gp or hinge; the generator steps once every `d_steps` discriminator steps; with
-    `ema` > 0 a moving average of the generator (`ema_generator`) draws the samples and saved models;
+    `loss` is bce, wgan-gp, hinge or rpgan; the generator steps once every `d_steps` discriminator steps; with
+    `ema` > 0 (a decay) or `ema_kimg` > 0 (a half-life) a moving average of the generator (`ema_generator`)
+    draws the samples and saved models; `r1`, `r2`: the zero-centred gradient penalties' weights;
     with `class_weight` > 0 the discriminator's classifier output learns the real images' classes and
     the generator is pushed to draw the class asked for (AC-GAN).
     """
 
-    def __init__(
-        self, generator, discriminator, loss="bce", d_steps=1, ema=0.0, ema_generator=None, class_weight=0.0, **kwargs
-    ):
+    def __init__(self, generator, discriminator, loss="bce", d_steps=1, ema=0.0, ema_generator=None, class_weight=0.0,
+                 r1=0.0, r2=0.0, ema_kimg=0.0, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
@@ -40,11 +41,12 @@ class GAN(keras.Model):
         self.ema = ema
         self.ema_generator = ema_generator
         self.class_weight = class_weight
+        self.r1, self.r2, self.ema_kimg = r1, r2, ema_kimg
         if class_weight and not isinstance(discriminator.output, (list, tuple)):
             raise ValueError("class_weight > 0 needs a discriminator with a classifier output (classifier=True)")
-        if ema:
+        if ema or ema_kimg:
             if ema_generator is None:
-                raise ValueError("ema > 0 needs an ema_generator: a second generator of the same shape")
+                raise ValueError("a moving average needs an ema_generator: a second generator of the same shape")
             for target, source in zip(ema_generator.variables, generator.variables):
                 # a copy: on JAX the two must not share a buffer (fit donates both to the step)
                 target.assign(ops.copy(source))
@@ -59,8 +61,7 @@ class GAN(keras.Model):
     def attach_data(self, images, labels=None, batch_size=256):
         """Keep the training images uint8 (N, 28, 28) [and labels (N,)] in device memory, in batches of batch_size.
 
-        Pixels and labels are stored as float16, in which 0..255 are exact: half the size of float32,
-        and a type that every device can gather from.
+        (As float16, in which 0..255 are exact: half the size of float32, and every device gathers from it.)
         """
         n = len(images)
         self.batch_size = int(batch_size)
@@ -83,19 +84,14 @@ class GAN(keras.Model):
         self.epoch_order.assign(np.asarray(order, np.int32))
 
     def take_batch(self, step):
-        """Step `step` of the epoch: the images at positions step*B .. step*B+B-1 of its order, in [-1, 1], and their labels (B, 1).
-
-        The last step of an epoch takes what is left, so it may be short (on JAX, and on TensorFlow
-        with several replicas, it is filled up from the start of the order instead: every step there
-        has the same shape). Under MirroredStrategy each replica takes its share of the batch.
-        """
+        """Step `step` of the epoch: the images at positions step*B .. step*B+B-1 of its order, in [-1, 1], and
+        their labels (B, 1). The last step takes what is left (under JAX or replicas, see below)."""
         n = ops.shape(self.epoch_order)[0]
         start = ops.cast(step, "int32") * self.batch_size
         replica, replicas = devices.replica()
         if keras.backend.backend() == "jax" or replicas > 1:
-            # XLA under JAX needs static shapes, and MirroredStrategy equal shares: the last step wraps
-            # around to the start of the epoch's order, so every step has B images and every image is
-            # seen each epoch. Each TensorFlow replica takes its share (JAX splits the batch itself).
+            # XLA under JAX needs static shapes, and MirroredStrategy equal shares: the last step wraps around
+            # to the start of the epoch's order. Each TensorFlow replica takes its share (JAX splits the batch).
             share = self.batch_size // replicas
             positions = (start + replica * share + ops.arange(share, dtype="int32")) % n
         else:
@@ -112,7 +108,7 @@ class GAN(keras.Model):
     @property
     def sampler(self):
         """The generator that draws the garments users see: the moving average when there is one."""
-        return self.ema_generator if self.ema else self.generator
+        return self.ema_generator if self.ema_generator is not None else self.generator
 
     def compile(self, d_optimizer, g_optimizer, **kwargs):
         super().compile(**kwargs)
@@ -136,7 +132,7 @@ class GAN(keras.Model):
             "d_optimizer": self.d_optimizer.variables,
             "noise": [self.noise_seed.state],
         }
-        if self.ema:
+        if self.ema_generator is not None:
             groups["ema_generator"] = self.ema_generator.variables
         return groups
 
@@ -161,9 +157,9 @@ class GAN(keras.Model):
             (d_loss,) = self._update(real, labels, with_generator=False)
             # The generator steps after every d_steps-th discriminator step; its loss is tracked there.
             due = lambda: ops.equal(self.d_optimizer.iterations % self.d_steps, 0)  # noqa: E731
-            step_backend().when(due, lambda: self._generator_update(batch), self)
+            step_backend().when(due, lambda: self._generator_update(real, labels), self)
         self.d_loss_tracker.update_state(d_loss, sample_weight=ops.cast(batch, "float32"))
-        if self.ema:
+        if self.ema_generator is not None:
             self._update_ema()
         logs = {m.name: m.result() for m in self.metrics}
         if devices.multi_worker(self):
@@ -194,18 +190,18 @@ class GAN(keras.Model):
         z, fake_labels = self.draw_fakes(batch)
         mix = self.draw_mix(batch) if self.loss_name == "wgan-gp" else None
         g, d = self.generator, self.discriminator
-        self._normalize_spectra()
+        normalize_spectra(d)  # (spectral norm's kernels: see models.normalize_spectra)
         g_values, g_state, d_state = _values(g.trainable_variables), _values(g.non_trainable_variables), _values(
             d.non_trainable_variables)
 
         def losses(d_values, g_values=g_values):
             fake, new_g_state = self._run(g, g_values, g_state, z, fake_labels)
             fake = ops.cast(fake, "float32")  # whatever the precision inside: fakes meet the real images next
-            real_out, new_d_state = self._run(d, d_values, d_state, real, labels)
-            fake_out, new_d_state = self._run(d, d_values, new_d_state, fake, fake_labels)
+            real_out, new_d_state, r1 = self._judge(d_values, d_state, real, labels, self.r1)
+            fake_out, new_d_state, r2 = self._judge(d_values, new_d_state, fake, fake_labels, self.r2)
             # The classifier learns from the real images only; the generator from its fakes' classes.
-            d_loss = self.critic_loss(d_values, d_state, real, fake, real_out, fake_out, labels, mix)
-            g_loss = self._generator_loss(fake_out, fake_labels)
+            d_loss = self.critic_loss(d_values, d_state, real, fake, real_out, fake_out, labels, mix) + r1 + r2
+            g_loss = self._generator_loss(fake_out, fake_labels, real_out)
             return (d_loss, g_loss)[: 1 + with_generator], (new_g_state, new_d_state)
 
         updates = [(self.d_optimizer, d.trainable_variables), (self.g_optimizer, g.trainable_variables)]
@@ -214,8 +210,9 @@ class GAN(keras.Model):
         _assign(d.non_trainable_variables, new_d_state)
         return out
 
-    def _generator_update(self, batch):
+    def _generator_update(self, real, labels):
         """The generator's update alone (between critic steps), on a batch of fakes of its own."""
+        batch = ops.shape(real)[0]
         z, fake_labels = self.draw_fakes(batch)
         g, d = self.generator, self.discriminator
         g_state, d_values, d_state = _values(g.non_trainable_variables), _values(d.trainable_variables), _values(
@@ -223,26 +220,31 @@ class GAN(keras.Model):
 
         def losses(g_values):
             fake, new_g_state = self._run(g, g_values, g_state, z, fake_labels)
-            fake_out, new_d_state = self._run(d, d_values, d_state, ops.cast(fake, "float32"), fake_labels)
-            return (self._generator_loss(fake_out, fake_labels),), (new_g_state, new_d_state)
+            real_out, new_d_state = None, d_state
+            if self.loss_name == "rpgan":  # the relativistic loss scores each fake against a real image
+                real_out, new_d_state = self._run(d, d_values, d_state, real, labels)
+            fake_out, new_d_state = self._run(d, d_values, new_d_state, ops.cast(fake, "float32"), fake_labels)
+            return (self._generator_loss(fake_out, fake_labels, real_out),), (new_g_state, new_d_state)
 
         (g_loss,), (new_g_state, new_d_state) = step_backend().descend(losses, [(self.g_optimizer, g.trainable_variables)])
         _assign(g.non_trainable_variables, new_g_state)
         _assign(d.non_trainable_variables, new_d_state)
         self.g_loss_tracker.update_state(g_loss, sample_weight=ops.cast(batch, "float32"))
 
-    def _normalize_spectra(self):
-        """Spectral normalization's kernels stored normalized (W / sigma(W), one power iteration), once a step.
+    def _judge(self, d_values, d_state, images, labels, gamma):
+        """The discriminator on images in training mode: (outputs, new state, gamma/2 E||grad_x D(x)||^2 or 0).
 
-        Keras's layer writes the normalized kernel back at each call in training, a write that stateless_call
-        drops: it is made here, alike on both backends. The forward pass then normalizes again (sigma near 1),
-        with the gradient through the normalization, as the paper defines it.
+        The penalty (R1 at real images, R2 at fakes) comes from the same forward pass as the scores.
         """
-        for layer in self.discriminator._flatten_layers():
-            if isinstance(layer, keras.layers.SpectralNormalization):
-                vector_u, kernel = layer.normalized_weights()
-                layer.vector_u.assign(vector_u)
-                layer.kernel.assign(kernel)
+        if not gamma:
+            return (*self._run(self.discriminator, d_values, d_state, images, labels), 0.0)
+
+        def scores(images):
+            out, state = self._run(self.discriminator, d_values, d_state, images, labels)
+            return _scores_and_logits(out)[0], (out, state)
+
+        (_, (out, state)), gradients = step_backend().with_input_gradient(scores, images)
+        return out, state, gamma / 2 * zero_centred_penalty(gradients)
 
     def _run(self, net, values, state, images, labels):
         """A network in training mode as a pure function of its variables' values: (outputs, new state)."""
@@ -257,14 +259,16 @@ class GAN(keras.Model):
         if self.loss_name == "wgan-gp":
             # The interpolates pair each real image with a fake of the real image's class.
             def critic(images):
-                return _scores_and_logits(self._run(self.discriminator, d_values, d_state, images, labels)[0])[0]
+                return _scores_and_logits(self._run(self.discriminator, d_values, d_state, images, labels)[0])[0], ()
 
-            loss += GP_WEIGHT * gradient_penalty(step_backend().input_gradient(critic, interpolate(real, fake, mix)))
+            gradients = step_backend().with_input_gradient(critic, interpolate(real, fake, mix))[1]
+            loss += GP_WEIGHT * gradient_penalty(gradients)
         return loss
 
-    def _generator_loss(self, fake_out, fake_labels):
+    def _generator_loss(self, fake_out, fake_labels, real_out=None):
         fake_out, fake_logits = _scores_and_logits(fake_out)
-        return generator_loss(fake_out, self.loss_name) + self._class_term(fake_logits, fake_labels)
+        real_out = None if real_out is None else _scores_and_logits(real_out)[0]
+        return generator_loss(fake_out, self.loss_name, real_out) + self._class_term(fake_logits, fake_labels)
 
     def _class_term(self, logits, labels):
         """The auxiliary classifier's loss, weighted: 0 without the classifier."""
@@ -277,7 +281,11 @@ class GAN(keras.Model):
         does not drag the random initial weights along for thousands of steps.
         """
         t = ops.cast(self.g_optimizer.iterations, "float32")
-        decay = ops.minimum(self.ema, (1.0 + t) / (10.0 + t))
+        if self.ema_kimg:  # a half-life of ema_kimg thousand images, at most 5% of the images seen (StyleGAN2-ADA)
+            half_life = ops.minimum(self.ema_kimg * 1000.0, 0.05 * t * self.batch_size)
+            decay = ops.power(0.5, self.batch_size / ops.maximum(half_life, 1e-8))
+        else:
+            decay = ops.minimum(self.ema, (1.0 + t) / (10.0 + t))
         for target, source in zip(self.ema_generator.variables, self.generator.variables):
             target.assign(decay * target + (1.0 - decay) * source)
 

@@ -3,6 +3,7 @@
 bce: the DCGAN tutorial's binary cross-entropy with the non-saturating generator loss.
 wgan-gp: the Wasserstein critic with a gradient penalty (Gulrajani et al. 2017).
 hinge: the hinge discriminator loss of SAGAN/BigGAN with the Wasserstein generator loss.
+rpgan: the relativistic pairing loss of R3GAN (Huang et al. 2024): each real image's score against a fake's.
 class_loss: the auxiliary classifier's cross-entropy (AC-GAN, Odena et al. 2017), added to either.
 """
 
@@ -11,7 +12,7 @@ from keras import ops
 
 
 def discriminator_loss(real_out, fake_out, loss="bce"):
-    """What the discriminator (critic) minimizes, without the gradient penalty."""
+    """What the discriminator (critic) minimizes, without the gradient penalties."""
     if loss == "bce":
         # softplus(-x) is BCE(1, sigmoid(x)) and softplus(x) is BCE(0, sigmoid(x)), without overflow.
         return ops.mean(ops.softplus(-real_out)) + ops.mean(ops.softplus(fake_out))
@@ -19,15 +20,20 @@ def discriminator_loss(real_out, fake_out, loss="bce"):
         return ops.mean(fake_out) - ops.mean(real_out)
     if loss == "hinge":
         return ops.mean(ops.relu(1.0 - real_out)) + ops.mean(ops.relu(1.0 + fake_out))
+    if loss == "rpgan":  # softplus(-(D(real) - D(fake))): each real image should score above its paired fake
+        return ops.mean(ops.softplus(fake_out - real_out))
     raise ValueError(f"unknown loss {loss!r}")
 
 
-def generator_loss(fake_out, loss="bce"):
-    """What the generator minimizes: bce wants its images labelled real; the others raise the critic's score."""
+def generator_loss(fake_out, loss="bce", real_out=None):
+    """What the generator minimizes: bce wants its images labelled real; wgan-gp and hinge raise the critic's
+    score; rpgan raises each fake's score above its paired real image's (real_out)."""
     if loss == "bce":
         return ops.mean(ops.softplus(-fake_out))
     if loss in ("wgan-gp", "hinge"):
         return -ops.mean(fake_out)
+    if loss == "rpgan":
+        return ops.mean(ops.softplus(real_out - fake_out))
     raise ValueError(f"unknown loss {loss!r}")
 
 
@@ -40,6 +46,11 @@ def class_loss(logits, labels):
 def interpolate(real, fake, weights):
     """Points on the lines between real and fake images, one uniform weight per pair (B, 1, 1, 1)."""
     return weights * real + (1.0 - weights) * fake
+
+
+def zero_centred_penalty(gradients):
+    """R1 (at real images) or R2 (at fakes): the mean over the batch of ||grad of the critic at the image||^2."""
+    return ops.mean(ops.sum(ops.square(gradients), axis=(1, 2, 3)))
 
 
 def gradient_penalty(gradients):

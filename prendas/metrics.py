@@ -59,48 +59,61 @@ def _squared_distances(a, b):
 
 
 def knn_radii(features, k):
-    """Distance from each point to its k-th nearest neighbour in the same set (itself excluded)."""
+    """Distance from each point to its k-th nearest neighbour in the same set (itself excluded).
+
+    k may be a tuple: then {k: radii} for each, from one pass over the distances.
+    """
+    ks = (k,) if isinstance(k, int) else tuple(k)
     features = np.asarray(features, np.float64)
-    radii = np.empty(len(features))
+    radii = {k: np.empty(len(features)) for k in ks}
     for start, d2 in _squared_distances(features, features):
         # Column k of the sorted row is the k-th neighbour: column 0 is the point itself (distance 0).
-        radii[start : start + len(d2)] = np.sqrt(np.partition(d2, k, axis=1)[:, k])
-    return radii
+        nearest = np.partition(d2, ks, axis=1)
+        for each in ks:
+            radii[each][start : start + len(d2)] = np.sqrt(nearest[:, each])
+    return radii[ks[0]] if isinstance(k, int) else radii
 
 
-def _inside_counts(points, centres, radii):
-    """For each point, how many of the balls (centre, radius) contain it."""
-    counts = np.zeros(len(points), np.int64)
-    for start, d2 in _squared_distances(np.asarray(points, np.float64), np.asarray(centres, np.float64)):
-        counts[start : start + len(d2)] = (d2 <= radii[None, :] ** 2).sum(1)
-    return counts
+def manifold_scores(real, fake, real_radii=None, real_labels=None, k=3, k_balls=5):
+    """Precision, recall, density and coverage, from one pass over the distances from fakes to reals.
 
-
-def precision_recall(real, fake, k=3, real_radii=None):
-    """Improved precision and recall (Kynkäänniemi et al. 2019).
-
-    Precision: the share of fakes inside the real manifold (the union of balls reaching each real
-    point's k-th real neighbour). Recall: the share of reals inside the fake manifold.
-    real_radii: knn_radii(real, k), when the caller already has them.
+    Precision (Kynkäänniemi et al. 2019): the share of fakes inside the real manifold, the union of balls
+    reaching each real point's k-th real neighbour; recall: the share of reals inside the fake manifold,
+    built the same way. Density (Naeem et al. 2020): how many real balls (to the k_balls-th neighbour)
+    hold each fake, on average, over k_balls (about 1 for a match); coverage: the share of real balls
+    holding a fake. real_radii: knn_radii(real, (k, k_balls)), when the caller has them. With the reals'
+    labels, each class's recall and coverage too: which garments the fakes reach.
     """
-    real_radii = knn_radii(real, k) if real_radii is None else real_radii
-    precision = (_inside_counts(fake, real, real_radii) > 0).mean()
-    recall = (_inside_counts(real, fake, knn_radii(fake, k)) > 0).mean()
-    return float(precision), float(recall)
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    radii = knn_radii(real, (k, k_balls)) if real_radii is None else real_radii
+    real_r2, ball_r2, fake_r2 = radii[k] ** 2, radii[k_balls] ** 2, knn_radii(fake, k) ** 2
+    inside, in_balls = np.zeros(len(fake), bool), 0
+    recalled, nearest = np.zeros(len(real), bool), np.full(len(real), np.inf)
+    for start, d2 in _squared_distances(fake, real):  # a chunk of fakes (rows) against every real (columns)
+        inside[start : start + len(d2)] = (d2 <= real_r2[None, :]).any(1)
+        in_balls += int((d2 <= ball_r2[None, :]).sum())
+        recalled |= (d2 <= fake_r2[start : start + len(d2), None]).any(0)
+        nearest = np.minimum(nearest, d2.min(0))
+    covered = nearest <= ball_r2
+    scores = {"precision": float(inside.mean()), "recall": float(recalled.mean()),
+              "density": in_balls / (k_balls * len(fake)), "coverage": float(covered.mean())}
+    if real_labels is not None:
+        classes = np.unique(real_labels)
+        scores["recall_per_class"] = [float(recalled[real_labels == c].mean()) for c in classes]
+        scores["coverage_per_class"] = [float(covered[real_labels == c].mean()) for c in classes]
+    return scores
 
 
-def density_coverage(real, fake, k=5, real_radii=None):
-    """Density and coverage (Naeem et al. 2020), on balls around the real points only.
+def precision_recall(real, fake, k=3):
+    """Improved precision and recall (Kynkäänniemi et al. 2019), as manifold_scores measures them."""
+    scores = manifold_scores(real, fake, k=k)
+    return scores["precision"], scores["recall"]
 
-    Density: how many real balls hold each fake, on average, divided by k (about 1 for a match,
-    above 1 where fakes crowd dense regions). Coverage: the share of real balls holding a fake.
-    """
-    radii = knn_radii(real, k) if real_radii is None else real_radii
-    density = _inside_counts(fake, real, radii).sum() / (k * len(fake))
-    covered = np.zeros(len(real), bool)
-    for start, d2 in _squared_distances(np.asarray(real, np.float64), np.asarray(fake, np.float64)):
-        covered[start : start + len(d2)] = d2.min(1) <= radii[start : start + len(d2)] ** 2
-    return float(density), float(covered.mean())
+
+def density_coverage(real, fake, k=5):
+    """Density and coverage (Naeem et al. 2020), as manifold_scores measures them."""
+    scores = manifold_scores(real, fake, k_balls=k)
+    return scores["density"], scores["coverage"]
 
 
 def class_metrics(probs, threshold=0.05):

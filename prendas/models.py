@@ -1,6 +1,7 @@
 """The generator and the discriminator in plain Keras 3 layers (no backend code).
 
-`dcgan` is TensorFlow's DCGAN tutorial; `deep` adds a block and doubles the filters (for a GPU).
+`dcgan` is TensorFlow's DCGAN tutorial; `deep` adds a block and doubles the filters (for a GPU);
+`resnet` is R3GAN's residual networks without normalization (prendas.resnet), `width` wide.
 A conditional generator takes (noise, label) and draws that class; a conditional discriminator
 takes (image, label) and adds a projection of the label onto its features to its score
 (Miyato & Koyama 2018), so it judges "is this a real sneaker", not only "is this real"; with
@@ -9,6 +10,8 @@ takes (image, label) and adds a projection of the label onto its features to its
 
 import keras
 from keras import layers
+
+from prendas import resnet
 
 IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
@@ -20,19 +23,21 @@ _GENERATOR_BLOCKS = {"dcgan": (256, [(128, 1), (64, 2)]), "deep": (512, [(256, 1
 _DISCRIMINATOR_BLOCKS = {"dcgan": [(64, 2), (128, 2)], "deep": [(64, 2), (128, 2), (256, 1)]}
 
 
-def build_generator(latent_dim=100, arch="dcgan", conditional=False):
+def build_generator(latent_dim=100, arch="dcgan", conditional=False, width=32):
     """Noise (latent_dim) [and a class label] -> 28x28x1 image in [-1, 1].
 
     dcgan: Dense 7x7x256, then Conv2DTranspose 128 (7x7), 64 (14x14) and 1 (28x28), the tutorial's.
     deep: Dense 7x7x512, Conv2DTranspose 256, 128 and 64, then a 5x5 convolution to one channel.
     """
-    dense_filters, blocks = _GENERATOR_BLOCKS[arch]
     z = keras.Input((latent_dim,), name="noise")
     inputs, x = [z], z
     if conditional:
         label = keras.Input((1,), dtype="int32", name="label")
         inputs.append(label)
         x = layers.Concatenate()([z, layers.Flatten()(layers.Embedding(NUM_CLASSES, LABEL_EMBEDDING)(label))])
+    if arch == "resnet":
+        return keras.Model(inputs if conditional else z, resnet.generator_body(x, width), name="generator")
+    dense_filters, blocks = _GENERATOR_BLOCKS[arch]
     x = layers.Dense(7 * 7 * dense_filters, use_bias=False)(x)
     x = layers.LeakyReLU()(layers.BatchNormalization()(x))
     x = layers.Reshape((7, 7, dense_filters))(x)
@@ -46,7 +51,7 @@ def build_generator(latent_dim=100, arch="dcgan", conditional=False):
     return keras.Model(inputs if conditional else z, out, name="generator")
 
 
-def build_discriminator(arch="dcgan", dropout=0.3, spectral_norm=False, conditional=False, classifier=False):
+def build_discriminator(arch="dcgan", dropout=0.3, spectral_norm=False, conditional=False, classifier=False, width=32):
     """28x28x1 image [and a class label] -> one raw score (real > fake) [and ten class logits].
 
     dcgan: Conv2D 64-128 (5x5, stride 2) with LeakyReLU and Dropout, then Dense 1: the tutorial's.
@@ -60,12 +65,15 @@ def build_discriminator(arch="dcgan", dropout=0.3, spectral_norm=False, conditio
         return layers.SpectralNormalization(layer) if spectral_norm else layer
 
     image = keras.Input(IMAGE_SHAPE, name="image")
-    x = image
-    for filters, stride in _DISCRIMINATOR_BLOCKS[arch]:
-        x = layers.LeakyReLU()(sn(layers.Conv2D(filters, 5, strides=stride, padding="same"))(x))
-        if dropout:
-            x = layers.Dropout(dropout)(x)
-    features = layers.Flatten()(x)
+    if arch == "resnet":  # (no dropout, no spectral norm: R3GAN's networks train without them)
+        features = resnet.discriminator_features(image, width)
+    else:
+        x = image
+        for filters, stride in _DISCRIMINATOR_BLOCKS[arch]:
+            x = layers.LeakyReLU()(sn(layers.Conv2D(filters, 5, strides=stride, padding="same"))(x))
+            if dropout:
+                x = layers.Dropout(dropout)(x)
+        features = layers.Flatten()(x)
     out = sn(layers.Dense(1))(features)
     if not conditional:
         return keras.Model(image, out, name="discriminator")
@@ -81,3 +89,18 @@ def generator_signature(generator):
     """(latent size, conditional?) of a generator built here or loaded from a file."""
     shapes = generator.input_shape if isinstance(generator.input_shape, list) else [generator.input_shape]
     return shapes[0][-1], len(shapes) == 2
+
+
+def normalize_spectra(discriminator):
+    """Store spectral normalization's kernels normalized (W / sigma(W), one power iteration), once a training step.
+
+    Keras's SpectralNormalization writes the normalized kernel back at each call in training, a write that
+    stateless_call (the training step's forward pass) drops: it is made here, alike on both backends. The
+    forward pass then normalizes again (sigma near 1), with the gradient through the normalization, as
+    the paper defines it.
+    """
+    for layer in discriminator._flatten_layers():
+        if isinstance(layer, keras.layers.SpectralNormalization):
+            vector_u, kernel = layer.normalized_weights()
+            layer.vector_u.assign(vector_u)
+            layer.kernel.assign(kernel)

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from prendas import PrendasError, artifacts
+from prendas.data import CLASS_NAMES
 from prendas.run import format_seconds
 
 
@@ -57,7 +58,8 @@ def results_markdown(runs, out):
         "",
         "Every complete run found, with its quality measured by `python -m prendas evaluate` against the 10,000",
         "test images (FID: lower is better; precision: garments that look real; recall: how much of the real",
-        "variety is covered; classes: how many of the ten get at least 5% of the samples; asked = seen: for a",
+        "variety is covered; coverage: how many test images have a garment near them; least reached: the two",
+        "classes of test images with the lowest recall; classes: how many of the ten get at least 5% of the samples; asked = seen: for a",
         "conditional generator, how often the classifier sees the class that was asked for). An `--ema` run has",
         "two rows: its saved generator (the moving average) and its raw weights. A floor row is 10,000 real",
         "training images scored the same way, one for each feature network: no generator can beat it. Written by `python -m prendas results`;",
@@ -65,9 +67,9 @@ def results_markdown(runs, out):
         "last column: its test accuracy and the start of its weights' SHA-256; `?` for evaluations older than the",
         "digest). Training times compare only on the same machine (the last column; `?` for runs older than the name).",
         "",
-        "| run | recipe | batch | epochs | images | training time | FID | precision | recall | classes >= 5% "
-        "| class KL | asked = seen | samples | feature network | machine |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run | recipe | batch | epochs | images | training time | FID | precision | recall | coverage | least reached "
+        "| classes >= 5% | class KL | asked = seen | samples | feature network | machine |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     floors = {}  # one floor row for each feature network (and number of images) the evaluations used
     for record, evaluations, root in runs:
@@ -81,14 +83,14 @@ def results_markdown(runs, out):
             if evaluation:
                 m = evaluation["metrics"]
                 agreement = f"{m['label_agreement']:.1%}" if "label_agreement" in m else "-"
-                quality = [f"{m['fid']:.2f}", f"{m['precision']:.3f}", f"{m['recall']:.3f}", str(m["classes_over_5pct"]),
-                           f"{m['kl_from_uniform']:.3f}", agreement]
+                quality = [f"{m['fid']:.2f}", f"{m['precision']:.3f}", f"{m['recall']:.3f}", *_variety(m),
+                           str(m["classes_over_5pct"]), f"{m['kl_from_uniform']:.3f}", agreement]
                 net = evaluation.get("feature_network", {})
                 network = f"{net['test_accuracy']:.2%} `{net.get('sha256', '?')}`" if net else "?"
                 if evaluation.get("floor"):
                     floors.setdefault((network, evaluation["floor"]["what"]), evaluation["floor"])
             else:
-                quality, network = ["-"] * 6, ""
+                quality, network = ["-"] * 8, ""
             lines.append(
                 f"| `{record['tag']}` | {recipe_of(config, weights)} | {config['batch_size']} | {epochs} | {images} | "
                 f"{format_seconds(record['training_seconds'])} | " + " | ".join(quality)
@@ -96,12 +98,21 @@ def results_markdown(runs, out):
             )
     for (network, what), floor in floors.items():
         lines.append(
-            f"| *floor: {what}* | | | | | | {floor['fid']:.2f} | {floor['precision']:.3f} | "
-            f"{floor['recall']:.3f} | {floor['classes_over_5pct']} | {floor['kl_from_uniform']:.3f} | | | {network} | |"
+            f"| *floor: {what}* | | | | | | {floor['fid']:.2f} | {floor['precision']:.3f} | {floor['recall']:.3f} | "
+            + " | ".join(_variety(floor)) + f" | {floor['classes_over_5pct']} | {floor['kl_from_uniform']:.3f} | | | {network} | |"
         )
     if not runs:
-        lines.append("| (no complete run found) | | | | | | | | | | | | | | |")
+        lines.append("| (no complete run found) |" + " |" * 16)
     return "\n".join(lines) + "\n"
+
+
+def _variety(metrics):
+    """The coverage and the two classes of test images the garments reach least ('-' in older evaluations)."""
+    coverage = f"{metrics['coverage']:.3f}" if "coverage" in metrics else "-"
+    if "recall_per_class" not in metrics:
+        return [coverage, "-"]
+    lowest = sorted(zip(metrics["recall_per_class"], CLASS_NAMES))[:2]
+    return [coverage, ", ".join(f"{name.split('/')[0]} {recall:.2f}" for recall, name in lowest)]
 
 
 def write_results(folders, out):

@@ -29,7 +29,7 @@ class Run:
         self.data = data
         self.tag = tag
         self.evaluations = list(evaluations)  # quality measured during training, every config.eval_every epochs
-        self.paths = artifacts.run_paths(config.out, tag, ema=bool(config.ema), evaluations=bool(config.eval_every or evaluations))
+        self.paths = artifacts.run_paths(config.out, tag, ema=config.averaged, evaluations=bool(config.eval_every or evaluations))
         self.segments_before = list(segments_before)
         self.history = list(history)  # one record per epoch, previous segments included
         self.frames = list(frames)  # the fixed batch's grid after each epoch, for the animation
@@ -64,7 +64,8 @@ class Run:
         z = latent_batch(self.config.eval_samples, self.gan.latent_dim, [self.config.seed, 4, self.epochs_done])
         labels = balanced_labels(len(z)) if self.gan.conditional else None
         scores = self._reference.score(generate_images(self.gan.sampler, z, labels), full=False)
-        keep = ("fid", "precision", "recall", "classes_over_5pct", "kl_from_uniform", "classifier_score")
+        keep = ("fid", "precision", "recall", "coverage", "recall_per_class", "coverage_per_class", "classes_over_5pct",
+                "kl_from_uniform", "classifier_score")
         self.evaluations.append({"epoch": self.epochs_done, "n": len(z), **{k: scores[k] for k in keep}})
 
     def record(self, status):
@@ -101,7 +102,7 @@ class Run:
         paths = self.paths
         with devices.unsynchronized(self.gan.sampler):
             artifacts.save_model(self.gan.sampler, paths["generator"])  # the moving average, when there is one
-        if self.config.ema:
+        if self.config.averaged:
             with devices.unsynchronized(self.gan.generator):
                 artifacts.save_model(self.gan.generator, paths["generator_raw"])  # the weights as trained, to compare
         artifacts.save_model(self.gan.discriminator, paths["discriminator"])
@@ -117,7 +118,7 @@ class Run:
 
 
 def quality_figure(evaluations):
-    """FID (left) and precision/recall (right) against the epoch."""
+    """FID (left) and precision, recall and coverage (right) against the epoch."""
     from matplotlib.figure import Figure
 
     epochs = [e["epoch"] for e in evaluations]
@@ -125,8 +126,9 @@ def quality_figure(evaluations):
     left, right = fig.subplots(1, 2)
     left.plot(epochs, [e["fid"] for e in evaluations], "o-")
     left.set_ylabel(f"FID ({evaluations[-1]['n']:,} samples, lower is better)")
-    for key in ("precision", "recall"):
-        right.plot(epochs, [e[key] for e in evaluations], "o-", label=key)
+    for key in ("precision", "recall", "coverage"):  # (coverage: not in runs measured before it was kept)
+        if all(key in e for e in evaluations):
+            right.plot(epochs, [e[key] for e in evaluations], "o-", label=key)
     right.set_ylim(0, 1)
     right.legend()
     for ax in (left, right):
@@ -217,7 +219,8 @@ def _quality(run, epoch):
     if not run.evaluations or run.evaluations[-1]["epoch"] != epoch + 1:
         return ""
     e = run.evaluations[-1]
-    return f"  fid {e['fid']:.1f}  precision {e['precision']:.2f}  recall {e['recall']:.2f}  classes {e['classes_over_5pct']}"
+    return (f"  fid {e['fid']:.1f}  precision {e['precision']:.2f}  recall {e['recall']:.2f}  classes {e['classes_over_5pct']}"
+            f"  coverage {e['coverage']:.2f}")
 
 
 def format_seconds(seconds):

@@ -108,7 +108,7 @@ def build_gan(config):
     keras.utils.set_random_seed(config.seed)
 
     def generator():
-        return build_generator(config.latent_dim, config.arch, config.conditional)
+        return build_generator(config.latent_dim, config.arch, config.conditional, config.width)
 
     with strategy.scope() if strategy else contextlib.nullcontext():  # (--devices all: variables on every device)
         # The layers compute in the chosen precision (their weights stay float32); the policy is global
@@ -119,11 +119,12 @@ def build_gan(config):
             # Dropout is the tutorial's; a WGAN-GP critic and a hinge discriminator train without it, as in their papers.
             discriminator = build_discriminator(
                 config.arch, dropout=0.3 if config.loss == "bce" else 0.0, spectral_norm=config.spectral_norm,
-                conditional=config.conditional, classifier=bool(config.class_loss),
+                conditional=config.conditional, classifier=bool(config.class_loss), width=config.width,
             )
             gan = GAN(
                 generator(), discriminator, loss=config.loss, d_steps=config.resolved("d_steps"), ema=config.ema,
-                ema_generator=generator() if config.ema else None, class_weight=config.class_loss,
+                ema_generator=generator() if config.averaged else None, class_weight=config.class_loss,
+                r1=config.r1, r2=config.r2, ema_kimg=config.ema_kimg,
             )
         finally:
             keras.config.set_dtype_policy(previous_policy)

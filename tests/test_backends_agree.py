@@ -25,6 +25,8 @@ RECIPES = {
     "hinge+sn": {"loss": "hinge", "spectral_norm": True},
     # two critic steps, then the generator's (after the second): the penalty, labels and the classifier
     "wgan-gp+cond+ac": {"loss": "wgan-gp", "d_steps": 2, "conditional": True, "class_loss": 1.0},
+    # R3GAN's loss with R1 and R2 (each a gradient at the images inside the step) and the half-life average
+    "rpgan+r1+r2": {"loss": "rpgan", "r1": 0.1, "r2": 0.1, "ema_kimg": 0.5},
     # --preset best: hinge, spectral norm, the moving average, labels, the classifier, lr 2e-4
     "preset best": {"loss": "hinge", "spectral_norm": True, "ema": 0.999, "conditional": True, "class_loss": 1.0,
                     "g_lr": 2e-4, "d_lr": 2e-4},

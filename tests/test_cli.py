@@ -44,7 +44,7 @@ def _refused(capsys, folder, argv, message):
         (["--d-steps", "0"], "--d-steps"),
         (["--beta-1", "1"], "--beta-1"),
         (["--loss", "lsgan"], "argument --loss: invalid choice: 'lsgan'"),
-        (["--arch", "resnet"], "argument --arch: invalid choice"),
+        (["--arch", "vit"], "argument --arch: invalid choice"),
         (["--steps-per-execution", "0"], "--steps-per-execution"),
         (["--precision", "float8"], "argument --precision: invalid choice"),
         (["--class-loss", "1"], "--class-loss needs --conditional"),

@@ -25,7 +25,7 @@ def test_defaults_are_the_tutorials():
         ("epochs", True, "--epochs"),
         ("out", "", "--out"),
         ("loss", "lsgan", "--loss"),
-        ("arch", "resnet", "--arch"),
+        ("arch", "vit", "--arch"),
         ("ema", 1.0, "--ema"),
         ("ema", 0.2, "--ema"),
         ("d_steps", 0, "--d-steps"),

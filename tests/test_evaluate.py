@@ -51,6 +51,12 @@ def test_a_one_class_generator_shows_as_collapse(reference):
     scores = reference.score(sneakers, kid_subsets=5)
     assert scores["classes_over_5pct"] == 1 and scores["kl_from_uniform"] > 2.0
     assert scores["recall"] < 0.3 and scores["coverage"] < 0.3
+    # per class of the test images: the sneakers are all reached, the clothes and bags not at all (the
+    # sneakers' balls do reach into the other shoes, sandals and ankle boots: footwear lies close together)
+    sneaker = CLASS_NAMES.index("Sneaker")
+    assert scores["recall_per_class"][sneaker] == 1.0 and scores["coverage_per_class"][sneaker] == 1.0
+    clothes = [c for c, name in enumerate(CLASS_NAMES) if name not in ("Sandal", "Sneaker", "Ankle boot")]
+    assert len(clothes) == 7 and all(scores["recall_per_class"][c] == 0 for c in clothes), scores["recall_per_class"]
     balanced = reference.score(reference.data.x_train[:3_000], full=False)
     assert balanced["kl_from_uniform"] < 0.05 and balanced["recall"] > scores["recall"]
 
@@ -72,6 +78,8 @@ def test_quality_during_training(tiny_run):
     record = json.loads(record_path.read_text())
     assert [e["epoch"] for e in record["evaluations"]] == [1, 2]
     assert all(e["n"] == 200 and e["fid"] > 0 for e in record["evaluations"])
+    assert all(len(e["recall_per_class"]) == len(e["coverage_per_class"]) == 10 for e in record["evaluations"])
+    assert re.search(r"epoch 2/2 .* coverage \d\.\d\d", result.stdout)
     tag = record["tag"]
     assert (out / "images" / f"quality_{tag}.png").is_file()
 
@@ -90,6 +98,11 @@ def test_evaluate_command(tiny_run, tmp_path, monkeypatch):
     report = json.loads(saved.read_text())
     assert report["n"] == 500 and report["floor"]["what"] == "500 real training images"
     assert report["metrics"]["fid"] > report["floor"]["fid"]  # an untrained GAN is far from real data
+    # which garments it reaches: recall and coverage for each class of the test images, beside the floor's
+    for key in ("recall_per_class", "coverage_per_class"):
+        assert len(report["metrics"][key]) == len(report["floor"][key]) == 10
+        assert all(0 <= x <= 1 for x in report["metrics"][key]) and min(report["floor"][key]) > 0  # real images reach every class
+    assert "recall per class of the test images" in result.stdout and "coverage per class" in result.stdout
     assert report["feature_network"] == {"test_accuracy": evaluator.load_record()["test_accuracy"],
                                          "sha256": evaluator.weights_digest()}
     assert len(report["memorization"]["distance"]) == 100
@@ -115,8 +128,9 @@ def test_evaluate_command(tiny_run, tmp_path, monkeypatch):
     [row] = [line for line in table.read_text().splitlines() if line.startswith(f"| `{report['run']['tag']}`")]
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[1:5] == ["bce", "64", "2", "256"] and cells[6] == f"{report['metrics']['fid']:.2f}"
-    assert cells[11] == "-"  # no class asked for: an unconditional run
-    assert 'src="' in cells[12] and "grid_" in cells[12]
+    assert cells[9] == f"{report['metrics']['coverage']:.3f}" and len(cells[10].split(", ")) == 2  # least reached
+    assert cells[13] == "-"  # no class asked for: an unconditional run
+    assert 'src="' in cells[14] and "grid_" in cells[14]
     assert "*floor: 500 real training images*" in table.read_text()
 
 

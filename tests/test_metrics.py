@@ -72,6 +72,19 @@ def test_mode_collapse_lowers_recall_and_coverage_not_precision():
     assert precision > 0.95 and recall < 0.5 and coverage < 0.5
 
 
+def test_per_class_recall_and_coverage_name_the_class_the_fakes_miss():
+    """Two classes of reals, fakes from only the first: it is reached, the second is not."""
+    first = _gaussian(1_000, np.zeros(4), np.eye(4), seed=11)
+    second = _gaussian(1_000, np.full(4, 20.0), np.eye(4), seed=12)
+    real, labels = np.concatenate([first, second]), np.repeat([0, 1], 1_000)
+    scores = metrics.manifold_scores(real, _gaussian(1_000, np.zeros(4), np.eye(4), seed=13), real_labels=labels)
+    assert scores["recall_per_class"][0] > 0.7 and scores["coverage_per_class"][0] > 0.9
+    assert scores["recall_per_class"][1] == 0 and scores["coverage_per_class"][1] == 0
+    assert scores["recall"] == pytest.approx(np.mean(scores["recall_per_class"]))  # (equal classes)
+    # the one pass gives what its two halves give
+    assert (scores["precision"], scores["recall"]) == metrics.precision_recall(real, _gaussian(1_000, np.zeros(4), np.eye(4), seed=13))
+
+
 def test_kid_is_unbiased_for_equal_distributions():
     means = [
         metrics.kid(_gaussian(1_000, np.zeros(4), np.eye(4), seed=s), _gaussian(1_000, np.zeros(4), np.eye(4), seed=s + 100),

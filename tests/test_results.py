@@ -18,6 +18,8 @@ def _write_run(root, tag, config, evaluations, machine=None):
         metrics = {"fid": fid, "precision": 0.5, "recall": 0.25, "classes_over_5pct": 10, "kl_from_uniform": 0.01}
         if config.get("conditional"):
             metrics["label_agreement"] = 0.9
+            metrics["coverage"] = 0.5
+            metrics["recall_per_class"] = [0.3, 0.9, 0.1, 0.5, 0.4, 0.6, 0.05, 0.8, 0.7, 0.6]
         network = {"test_accuracy": 0.9312, "sha256": "0123456789ab"} if tag != "T0" else {"test_accuracy": 0.9284}
         floor = {"what": "10,000 real training images", **metrics, "fid": 0.06 if tag == "T0" else 0.01}
         (models / f"evaluation_{prefix}{tag}.json").write_text(
@@ -45,12 +47,14 @@ def test_an_ema_run_has_a_row_for_the_average_and_one_for_the_raw_weights(tmp_pa
         ("`T2`", "bce+ema0.99+cond", "30.00"),
         ("`T2`", "bce+cond (raw weights)", "35.00"),  # what follows the moving average in the name stays
     ]
-    assert [c[11] for c in cells] == ["-", "-", "-", "90.0%", "90.0%"]
+    assert [c[13] for c in cells] == ["-", "-", "-", "90.0%", "90.0%"]
+    # coverage and the two classes least reached, where the evaluation has them
+    assert [(c[9], c[10]) for c in cells] == [("-", "-")] * 3 + [("0.500", "Shirt 0.05, Pullover 0.10")] * 2
     # which feature network measured each row: older evaluations have no digest
-    assert [c[13] for c in cells] == ["92.84% `?`"] + ["93.12% `0123456789ab`"] * 4
+    assert [c[15] for c in cells] == ["92.84% `?`"] + ["93.12% `0123456789ab`"] * 4
     # and on which machine each trained (older records do not say)
-    assert [c[14] for c in cells] == ["?"] * 3 + ["AMD EPYC, 2 CPUs, AVX-512"] * 2
+    assert [c[16] for c in cells] == ["?"] * 3 + ["AMD EPYC, 2 CPUs, AVX-512"] * 2
     # and a floor row for each feature network, beside its figures
     table = results_markdown(runs, tmp_path / "RESULTS.md").splitlines()
     floors = [[c.strip() for c in line.split("|")[1:-1]] for line in table if line.startswith("| *floor")]
-    assert [(c[6], c[13]) for c in floors] == [("0.06", "92.84% `?`"), ("0.01", "93.12% `0123456789ab`")]
+    assert [(c[6], c[15]) for c in floors] == [("0.06", "92.84% `?`"), ("0.01", "93.12% `0123456789ab`")]

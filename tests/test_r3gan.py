@@ -1,0 +1,117 @@
+"""R3GAN's pieces (issue 16): the relativistic pairing loss, the zero-centred penalties R1 and R2, and a moving
+average whose half-life grows with the images seen; known answers, then tiny runs through the step."""
+
+import keras
+import numpy as np
+import pytest
+
+from prendas import PrendasError
+from prendas.config import PRESETS, TrainConfig
+from prendas.gan import GAN
+from prendas.losses import discriminator_loss, generator_loss
+from prendas.models import build_discriminator, build_generator
+from prendas.train import train
+
+
+def _softplus(x):
+    return np.log1p(np.exp(x))
+
+
+def test_the_relativistic_loss_scores_each_real_image_against_its_fake():
+    real, fake = np.array([[2.0], [0.0], [-1.0]]), np.array([[1.0], [0.5], [-3.0]])
+    # D: softplus(-(real - fake)), G: softplus(-(fake - real)), each averaged over the pairs
+    assert float(discriminator_loss(real, fake, "rpgan")) == pytest.approx(np.mean(_softplus(fake - real)))
+    assert float(generator_loss(fake, "rpgan", real)) == pytest.approx(np.mean(_softplus(real - fake)))
+    # equal scores: log 2 for both; a real far above its fake: about 0 for D, the margin for G
+    assert float(discriminator_loss(real, real, "rpgan")) == pytest.approx(np.log(2))
+    assert float(discriminator_loss(np.array([[30.0]]), np.array([[0.0]]), "rpgan")) == pytest.approx(0, abs=1e-6)
+    assert float(generator_loss(np.array([[0.0]]), "rpgan", np.array([[30.0]]))) == pytest.approx(30, rel=1e-6)
+
+
+def test_r1_and_r2_of_a_linear_critic_are_gamma_half_its_squared_weight():
+    """A linear critic w.x has gradient w at every image: the penalty is gamma/2 |w|^2, whatever the images."""
+    critic = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(1, use_bias=False)])
+    w = np.zeros((784, 1), np.float32)
+    w[:2, 0] = [3.0, 4.0]  # |w|^2 = 25
+    critic.set_weights([w])
+    gan = GAN(build_generator(8), critic, loss="rpgan", r1=0.2, r2=0.2)
+    images = np.random.default_rng(0).uniform(-1, 1, (6, 28, 28, 1)).astype(np.float32)
+    out, state, penalty = gan._judge([v.value for v in critic.trainable_variables], [], images, None, 0.2)
+    assert float(penalty) == pytest.approx(0.2 / 2 * 25, rel=1e-5)
+    np.testing.assert_allclose(np.asarray(out), images.reshape(6, -1) @ w, rtol=1e-5)  # the scores of the same pass
+    assert gan._judge([v.value for v in critic.trainable_variables], [], images, None, 0.0)[2] == 0.0
+
+
+@pytest.mark.parametrize("steps, expected_half_life", [(1, 0.05 * 64), (100, 0.05 * 6_400), (10_000, 1_000.0)])
+def test_the_average_has_a_half_life_of_5_percent_of_the_images_seen_up_to_ema_kimg(steps, expected_half_life):
+    """StyleGAN2-ADA's ramp: after t generator steps of B images the half-life is min(K x 1000, 0.05 t B) images."""
+    gan = GAN(build_generator(8), build_discriminator(), ema_kimg=1.0, ema_generator=build_generator(8))
+    gan.batch_size = 64
+    gan.compile(keras.optimizers.Adam(), keras.optimizers.Adam())
+    gan.build_optimizers()
+    gan.g_optimizer.iterations.assign(steps)
+    for source, target in zip(gan.generator.variables, gan.ema_generator.variables):
+        source.assign(np.ones(source.shape, source.dtype))
+        target.assign(np.zeros(target.shape, target.dtype))
+    gan._update_ema()
+    decay = 0.5 ** (64 / expected_half_life)  # ema <- decay * ema + (1 - decay) * weights, from 0 towards 1
+    assert np.asarray(gan.ema_generator.variables[0]).mean() == pytest.approx(1 - decay, rel=1e-4)
+
+
+def test_settings_of_the_new_pieces_are_checked():
+    with pytest.raises(PrendasError, match="--r1"):
+        TrainConfig(r1=-1.0)
+    with pytest.raises(PrendasError, match="--ema-kimg"):
+        TrainConfig(ema_kimg=0.01)
+    with pytest.raises(PrendasError, match="give one"):
+        TrainConfig(ema=0.999, ema_kimg=10.0)
+    assert TrainConfig(loss="rpgan").resolved("beta_1") == 0.0 and TrainConfig(loss="rpgan").resolved("beta_2") == 0.99
+    assert TrainConfig(loss="rpgan", r1=0.05, r2=0.05, ema_kimg=10.0).recipe() == "rpgan+r10.05+r20.05+emak10"
+
+
+@pytest.mark.parametrize("settings", [
+    {"loss": "rpgan", "r1": 0.05, "r2": 0.05, "ema_kimg": 1.0},
+    # critic steps: the generator's own update scores its fakes against the step's real images
+    {"loss": "rpgan", "r1": 0.05, "d_steps": 2, "conditional": True, "class_loss": 1.0, "spectral_norm": True},
+], ids=["rpgan-r1-r2-ema-kimg", "rpgan-critic-steps-conditional"])
+def test_the_relativistic_recipe_trains(tmp_path, settings):
+    config = TrainConfig(epochs=1, images=256, batch_size=64, latent_dim=16, out=str(tmp_path), **settings)
+    run = train(config, log=lambda line: None)
+    assert all(np.isfinite([h["d_loss"], h["g_loss"]]).all() for h in run.history)
+    assert int(run.gan.g_optimizer.iterations) == 4 // settings.get("d_steps", 1)
+    if config.averaged:  # the average moved towards the weights, and is what the saved generator holds
+        saved = keras.models.load_model(run.paths["generator"]).get_weights()
+        np.testing.assert_allclose(saved[0], run.gan.ema_generator.get_weights()[0])
+        assert run.paths["generator_raw"].is_file()
+
+
+def test_the_residual_networks_start_as_their_skeleton_and_take_labels():
+    """--arch resnet: every block's last convolution starts at zero, so each block starts as the identity;
+    the conditional networks take a label like the tutorial's (embedding, projection, classifier)."""
+    from prendas.sampling import morph_classes
+
+    g = build_generator(16, arch="resnet", conditional=True, width=8)
+    d = build_discriminator(arch="resnet", conditional=True, classifier=True, width=8)
+    assert g.input_shape == [(None, 16), (None, 1)] and g.output_shape == (None, 28, 28, 1)
+    assert d.output_shape == [(None, 1), (None, 10)]
+    adds = [layer for layer in g.layers + d.layers if isinstance(layer, keras.layers.Add) and layer.name.startswith("add")]
+    zeros = [layer for layer in g.layers + d.layers if isinstance(layer, keras.layers.Conv2D)
+             and not np.any(np.asarray(layer.kernel))]
+    assert len(zeros) == 12 and len(adds) >= 12  # 2 blocks x 3 stages in each network
+    assert not any(isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dropout,
+                                      keras.layers.SpectralNormalization)) for layer in g.layers + d.layers)
+    # (the walk from one class to another works on it, as on the tutorial's conditional generator)
+    assert morph_classes(g, np.zeros(16, np.float32), 7, 9, steps=3).shape == (3, 28, 28)
+    with pytest.raises(PrendasError, match="without normalization"):
+        TrainConfig(arch="resnet", spectral_norm=True)
+    # the width option: the narrowest stage's channels, the widest's 4x
+    assert build_discriminator(arch="resnet", width=16).count_params() > 3 * build_discriminator(arch="resnet", width=8).count_params()
+
+
+def test_bench_measures_a_presets_step_beside_the_tutorials_loop():
+    from prendas.bench import run_benchmark
+
+    lines = []
+    r = run_benchmark(batch_size=16, steps=1, repeats=1, preset="best", log=lines.append)
+    assert r["settings"]["recipe"] == TrainConfig(**PRESETS["best"]).recipe() == "hinge+sn+ema0.999+cond+ac1+lr0.0002"
+    assert r["project_images_per_s"] > 0 and r["baseline_images_per_s"] > 0 and "hinge+sn" in lines[0]
