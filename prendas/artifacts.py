@@ -53,12 +53,9 @@ def run_paths(out, tag, ema=False, evaluations=False):
 
 
 def model_tag(model_path):
-    """(tag, weights) of generator_TAG.keras (weights "") or an --ema run's generator_raw_TAG.keras ("raw"); None otherwise."""
+    """The TAG of generator_TAG.keras or of an --ema run's generator_raw_TAG.keras; None for another name."""
     name = Path(model_path).stem
-    if not name.startswith("generator_"):
-        return None
-    stem = name.removeprefix("generator_")
-    return (stem.removeprefix("raw_"), "raw") if stem.startswith("raw_") else (stem, "")
+    return name.removeprefix("generator_").removeprefix("raw_") if name.startswith("generator_") else None
 
 
 def run_records(folder):

@@ -46,18 +46,17 @@ def _number(words, inside):
     return (words, lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and inside(x))
 
 
-def _setting(default, help, check=None, *, choices=None, optional=False, resume=False, flag=True, negatable=False,
-             metavar=None):
+def _setting(default, help, check=None, *, choices=None, optional=False, resume=False, negatable=False, metavar=None):
     """A field of TrainConfig: its default, its help, and what a valid value is (check: (words, test)).
 
     optional: None is valid (the loss's default applies); resume: a resumed run may change it;
-    flag: the command line has --NAME for it; negatable: a switch with a --no- form (over a preset).
+    negatable: a switch with a --no- form (over a preset). Every setting has a flag, --NAME.
     """
     if choices:
         check = (f"one of {', '.join(choices)}", lambda x: x in choices)
     elif isinstance(default, bool):
         check = ("true or false", lambda x: isinstance(x, bool))
-    meta = {"help": help, "check": check, "choices": choices, "optional": optional, "resume": resume, "flag": flag,
+    meta = {"help": help, "check": check, "choices": choices, "optional": optional, "resume": resume,
             "negatable": negatable, "metavar": metavar}
     return dataclasses.field(default=default, metadata=meta)
 
@@ -97,9 +96,9 @@ class TrainConfig:
                          _number("a weight from 0 (off) to 1000", lambda x: 0 <= x <= 1000), metavar="GAMMA")
     d_steps: int | None = _setting(None, "discriminator steps per generator step (default: 5 for wgan-gp, else 1)",
                                    _integer(1, 100), optional=True)
-    beta_1: float | None = _setting(None, "Adam's beta_1 (default: 0.9 for bce, 0 for wgan-gp, 0.5 for hinge)", _BETA,
+    beta_1: float | None = _setting(None, "Adam's beta_1 (default: 0.9 for bce, 0 for wgan-gp and rpgan, 0.5 for hinge)", _BETA,
                                     optional=True)
-    beta_2: float | None = _setting(None, "Adam's beta_2 (default: 0.999, or 0.9 for wgan-gp)", _BETA, optional=True)
+    beta_2: float | None = _setting(None, "Adam's beta_2 (default: 0.999, 0.9 for wgan-gp, 0.99 for rpgan)", _BETA, optional=True)
     spectral_norm: bool = _setting(False, "spectral normalization on every discriminator layer", negatable=True)
     ema: float = _setting(0.0, "decay of the generator's moving average, used for samples, saved models and "
                           "evaluation, e.g. 0.999 (0: off)",

@@ -167,7 +167,7 @@ def run_record_for(model_path):
     """The run.json beside a generator_TAG.keras (or an --ema run's generator_raw_TAG.keras), if there is one."""
     path, tag = Path(model_path), artifacts.model_tag(model_path)
     if tag:
-        candidate = path.with_name(artifacts.run_paths(".", tag[0])["run_json"].name)
+        candidate = path.with_name(artifacts.run_paths(".", tag)["run_json"].name)
         if candidate.is_file():
             return json.loads(candidate.read_text())
     return None

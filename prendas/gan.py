@@ -238,13 +238,17 @@ class GAN(keras.Model):
         """
         if not gamma:
             return (*self._run(self.discriminator, d_values, d_state, images, labels), 0.0)
+        (_, (out, state)), gradients = step_backend().with_input_gradient(self._scorer(d_values, d_state, labels), images)
+        return out, state, gamma / 2 * zero_centred_penalty(gradients)
+
+    def _scorer(self, d_values, d_state, labels):
+        """images -> (the discriminator's scores, (its outputs, its new state)): what an input gradient is taken of."""
 
         def scores(images):
             out, state = self._run(self.discriminator, d_values, d_state, images, labels)
             return _scores_and_logits(out)[0], (out, state)
 
-        (_, (out, state)), gradients = step_backend().with_input_gradient(scores, images)
-        return out, state, gamma / 2 * zero_centred_penalty(gradients)
+        return scores
 
     def _run(self, net, values, state, images, labels):
         """A network in training mode as a pure function of its variables' values: (outputs, new state)."""
@@ -258,10 +262,8 @@ class GAN(keras.Model):
         loss += self._class_term(real_logits, labels)
         if self.loss_name == "wgan-gp":
             # The interpolates pair each real image with a fake of the real image's class.
-            def critic(images):
-                return _scores_and_logits(self._run(self.discriminator, d_values, d_state, images, labels)[0])[0], ()
-
-            gradients = step_backend().with_input_gradient(critic, interpolate(real, fake, mix))[1]
+            mixed = interpolate(real, fake, mix)
+            gradients = step_backend().with_input_gradient(self._scorer(d_values, d_state, labels), mixed)[1]
             loss += GP_WEIGHT * gradient_penalty(gradients)
         return loss
 
