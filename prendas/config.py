@@ -30,6 +30,9 @@ GP_WEIGHT = 10.0  # the gradient penalty's weight (the WGAN-GP paper's lambda)
 # `train --preset NAME`: named recipes that fill in whatever the command line leaves unset. "tutorial"
 # is TensorFlow's DCGAN (the defaults, the notebook's story); "best" is the recipe that measured best
 # at equal budget (docs/recipes.md gives the numbers and the machine).
+# DiffAugment policies (prendas.augment): which transformations the discriminator's inputs go through.
+AUGMENTS = ("none", "translation", "cutout", "translation,cutout")
+
 PRESETS = {
     "tutorial": {},
     "best": {"loss": "hinge", "spectral_norm": True, "ema": 0.999, "conditional": True, "class_loss": 1.0,
@@ -94,6 +97,13 @@ class TrainConfig:
                          _number("a weight from 0 (off) to 1000", lambda x: 0 <= x <= 1000), metavar="GAMMA")
     r2: float = _setting(0.0, "the same penalty at the generator's fakes (R2) (0: off)",
                          _number("a weight from 0 (off) to 1000", lambda x: 0 <= x <= 1000), metavar="GAMMA")
+    gamma_kimg: float = _setting(0.0, "R1 and R2 fall along a cosine to a tenth of --r1 and --r2 over K thousand "
+                                 "images, then stay there (R3GAN's schedule) (0: constant)",
+                                 _number("0 (constant) or from 1 to 10000000 thousand images",
+                                         lambda x: x == 0 or 1 <= x <= 10_000_000), metavar="K")
+    augment: str = _setting("none", "DiffAugment: every image the discriminator sees, real or fake, shifted by up to "
+                            "4 pixels (translation) and/or with a 14-pixel square erased (cutout), the generator "
+                            "learning through it", choices=AUGMENTS)
     d_steps: int | None = _setting(None, "discriminator steps per generator step (default: 5 for wgan-gp, else 1)",
                                    _integer(1, 100), optional=True)
     beta_1: float | None = _setting(None, "Adam's beta_1 (default: 0.9 for bce, 0 for wgan-gp and rpgan, 0.5 for hinge)", _BETA,
@@ -139,6 +149,8 @@ class TrainConfig:
             raise PrendasError("--arch resnet trains without normalization layers (R3GAN): leave out --spectral-norm")
         if self.ema and self.ema_kimg:
             raise PrendasError("--ema and --ema-kimg are two ways to set the average: give one")
+        if self.gamma_kimg and not (self.r1 or self.r2):
+            raise PrendasError("--gamma-kimg schedules the penalties' weights: give --r1 and/or --r2 as well")
         if self.class_loss and not self.conditional:
             raise PrendasError("--class-loss needs --conditional: the classifier learns the classes of labelled images")
 
@@ -162,6 +174,8 @@ class TrainConfig:
         parts = [self.loss] + [f"{name}{getattr(self, name):g}" for name in ("r1", "r2") if getattr(self, name)]
         parts += (["sn"] if self.spectral_norm else []) + ([f"ema{self.ema:g}"] if self.ema else [])
         parts += [f"emak{self.ema_kimg:g}"] if self.ema_kimg else []
+        parts += [f"gk{self.gamma_kimg:g}"] if self.gamma_kimg else []
+        parts += [f"da-{self.augment.replace(',', '-')}"] if self.augment != "none" else []
         parts += ([self.arch] if self.arch != "dcgan" else []) + ([f"w{self.width}"] if self.width != 32 else [])
         parts += ["cond"] if self.conditional else []
         parts += [f"ac{self.class_loss:g}"] if self.class_loss else []

@@ -13,9 +13,10 @@ import numpy as np
 from keras import ops
 
 from prendas import PrendasError, devices
+from prendas.augment import DRAWS, augment
 from prendas.config import GP_WEIGHT
-from prendas.losses import (class_loss, discriminator_loss, generator_loss, gradient_penalty, interpolate,
-                            zero_centred_penalty)
+from prendas.losses import (class_loss, cosine_decay, discriminator_loss, generator_loss, gradient_penalty,
+                            interpolate, zero_centred_penalty)
 from prendas.models import NUM_CLASSES, generator_signature, normalize_spectra
 
 
@@ -25,13 +26,15 @@ class GAN(keras.Model):
     The training images live in device memory (`attach_data`); fit() hands each step only its number.
     `loss` is bce, wgan-gp, hinge or rpgan; the generator steps once every `d_steps` discriminator steps; with
     `ema` > 0 (a decay) or `ema_kimg` > 0 (a half-life) a moving average of the generator (`ema_generator`)
-    draws the samples and saved models; `r1`, `r2`: the zero-centred gradient penalties' weights;
+    draws the samples and saved models; `r1`, `r2`: the zero-centred gradient penalties' weights, falling to
+    a tenth along a cosine over `gamma_kimg` thousand images when that is > 0; `augment`: a DiffAugment
+    policy (prendas.augment) for every image the discriminator sees;
     with `class_weight` > 0 the discriminator's classifier output learns the real images' classes and
     the generator is pushed to draw the class asked for (AC-GAN).
     """
 
     def __init__(self, generator, discriminator, loss="bce", d_steps=1, ema=0.0, ema_generator=None, class_weight=0.0,
-                 r1=0.0, r2=0.0, ema_kimg=0.0, **kwargs):
+                 r1=0.0, r2=0.0, ema_kimg=0.0, gamma_kimg=0.0, augment="none", **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
@@ -41,7 +44,7 @@ class GAN(keras.Model):
         self.ema = ema
         self.ema_generator = ema_generator
         self.class_weight = class_weight
-        self.r1, self.r2, self.ema_kimg = r1, r2, ema_kimg
+        self.r1, self.r2, self.ema_kimg, self.gamma_kimg, self.augment = r1, r2, ema_kimg, gamma_kimg, augment
         if class_weight and not isinstance(discriminator.output, (list, tuple)):
             raise ValueError("class_weight > 0 needs a discriminator with a classifier output (classifier=True)")
         if ema or ema_kimg:
@@ -179,6 +182,17 @@ class GAN(keras.Model):
         """WGAN-GP's interpolation weights, one uniform draw in [0, 1) per pair (B, 1, 1, 1)."""
         return devices.share(keras.random.uniform, (batch, 1, 1, 1), seed=self.noise_seed)
 
+    def draw_augment(self, batch):
+        """The random numbers (B, augment.DRAWS) in [0, 1) that transform one batch the discriminator sees."""
+        return devices.share(keras.random.uniform, (batch, DRAWS), seed=self.noise_seed)
+
+    def _seen(self, batch):
+        """Two functions that give a real and a fake batch as the discriminator sees them: under --augment, each
+        transformed by draws of its own."""
+        if self.augment == "none":
+            return [lambda images: images] * 2
+        return [functools.partial(augment, draws=self.draw_augment(batch), policy=self.augment) for _ in range(2)]
+
     def _update(self, real, labels, with_generator):
         """The discriminator's update and, with_generator, the generator's, from one forward pass.
 
@@ -189,6 +203,8 @@ class GAN(keras.Model):
         batch = ops.shape(real)[0]
         z, fake_labels = self.draw_fakes(batch)
         mix = self.draw_mix(batch) if self.loss_name == "wgan-gp" else None
+        seen_real, seen_fake = self._seen(batch)
+        r1, r2 = self._gammas()
         g, d = self.generator, self.discriminator
         normalize_spectra(d)  # (spectral norm's kernels: see models.normalize_spectra)
         g_values, g_state, d_state = _values(g.trainable_variables), _values(g.non_trainable_variables), _values(
@@ -196,11 +212,13 @@ class GAN(keras.Model):
 
         def losses(d_values, g_values=g_values):
             fake, new_g_state = self._run(g, g_values, g_state, z, fake_labels)
-            fake = ops.cast(fake, "float32")  # whatever the precision inside: fakes meet the real images next
-            real_out, new_d_state, r1 = self._judge(d_values, d_state, real, labels, self.r1)
-            fake_out, new_d_state, r2 = self._judge(d_values, new_d_state, fake, fake_labels, self.r2)
+            # (whatever the precision inside: fakes meet the real images next)
+            real_in, fake_in = seen_real(real), seen_fake(ops.cast(fake, "float32"))
+            real_out, new_d_state, r1_term = self._judge(d_values, d_state, real_in, labels, r1)
+            fake_out, new_d_state, r2_term = self._judge(d_values, new_d_state, fake_in, fake_labels, r2)
             # The classifier learns from the real images only; the generator from its fakes' classes.
-            d_loss = self.critic_loss(d_values, d_state, real, fake, real_out, fake_out, labels, mix) + r1 + r2
+            d_loss = self.critic_loss(d_values, d_state, real_in, fake_in, real_out, fake_out, labels, mix)
+            d_loss += r1_term + r2_term
             g_loss = self._generator_loss(fake_out, fake_labels, real_out)
             return (d_loss, g_loss)[: 1 + with_generator], (new_g_state, new_d_state)
 
@@ -214,6 +232,7 @@ class GAN(keras.Model):
         """The generator's update alone (between critic steps), on a batch of fakes of its own."""
         batch = ops.shape(real)[0]
         z, fake_labels = self.draw_fakes(batch)
+        seen_real, seen_fake = self._seen(batch)
         g, d = self.generator, self.discriminator
         g_state, d_values, d_state = _values(g.non_trainable_variables), _values(d.trainable_variables), _values(
             d.non_trainable_variables)
@@ -222,8 +241,8 @@ class GAN(keras.Model):
             fake, new_g_state = self._run(g, g_values, g_state, z, fake_labels)
             real_out, new_d_state = None, d_state
             if self.loss_name == "rpgan":  # the relativistic loss scores each fake against a real image
-                real_out, new_d_state = self._run(d, d_values, d_state, real, labels)
-            fake_out, new_d_state = self._run(d, d_values, new_d_state, ops.cast(fake, "float32"), fake_labels)
+                real_out, new_d_state = self._run(d, d_values, d_state, seen_real(real), labels)
+            fake_out, new_d_state = self._run(d, d_values, new_d_state, seen_fake(ops.cast(fake, "float32")), fake_labels)
             return (self._generator_loss(fake_out, fake_labels, real_out),), (new_g_state, new_d_state)
 
         (g_loss,), (new_g_state, new_d_state) = step_backend().descend(losses, [(self.g_optimizer, g.trainable_variables)])
@@ -231,12 +250,20 @@ class GAN(keras.Model):
         _assign(d.non_trainable_variables, new_d_state)
         self.g_loss_tracker.update_state(g_loss, sample_weight=ops.cast(batch, "float32"))
 
+    def _gammas(self):
+        """This step's weights of R1 and R2: --r1 and --r2, or with --gamma-kimg on their cosine way to a tenth."""
+        if not self.gamma_kimg:
+            return self.r1, self.r2
+        kimg = ops.cast(self.d_optimizer.iterations, "float32") * (self.batch_size / 1000.0)
+        scale = cosine_decay(kimg / self.gamma_kimg, final=0.1)
+        return (self.r1 and self.r1 * scale), (self.r2 and self.r2 * scale)
+
     def _judge(self, d_values, d_state, images, labels, gamma):
         """The discriminator on images in training mode: (outputs, new state, gamma/2 E||grad_x D(x)||^2 or 0).
 
         The penalty (R1 at real images, R2 at fakes) comes from the same forward pass as the scores.
         """
-        if not gamma:
+        if isinstance(gamma, (int, float)) and not gamma:  # (a number: off; a tensor: on, scheduled)
             return (*self._run(self.discriminator, d_values, d_state, images, labels), 0.0)
         (_, (out, state)), gradients = step_backend().with_input_gradient(self._scorer(d_values, d_state, labels), images)
         return out, state, gamma / 2 * zero_centred_penalty(gradients)

@@ -7,6 +7,8 @@ rpgan: the relativistic pairing loss of R3GAN (Huang et al. 2024): each real ima
 class_loss: the auxiliary classifier's cross-entropy (AC-GAN, Odena et al. 2017), added to either.
 """
 
+import math
+
 import keras
 from keras import ops
 
@@ -57,3 +59,9 @@ def gradient_penalty(gradients):
     """The WGAN-GP penalty: the mean of (||grad of the critic at the interpolates|| - 1)^2."""
     norms = ops.sqrt(ops.sum(ops.square(gradients), axis=(1, 2, 3)) + 1e-12)
     return ops.mean(ops.square(norms - 1.0))
+
+
+def cosine_decay(progress, final):
+    """1 at progress 0, down half a cosine to `final` at progress 1, then `final` (R3GAN's schedules)."""
+    progress = ops.clip(ops.convert_to_tensor(progress, "float32"), 0.0, 1.0)
+    return final + (1.0 - final) * 0.5 * (1.0 + ops.cos(math.pi * progress))

@@ -124,7 +124,8 @@ def build_gan(config):
             gan = GAN(
                 generator(), discriminator, loss=config.loss, d_steps=config.resolved("d_steps"), ema=config.ema,
                 ema_generator=generator() if config.averaged else None, class_weight=config.class_loss,
-                r1=config.r1, r2=config.r2, ema_kimg=config.ema_kimg,
+                r1=config.r1, r2=config.r2, ema_kimg=config.ema_kimg, gamma_kimg=config.gamma_kimg,
+                augment=config.augment,
             )
         finally:
             keras.config.set_dtype_policy(previous_policy)

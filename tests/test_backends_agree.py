@@ -27,6 +27,9 @@ RECIPES = {
     "wgan-gp+cond+ac": {"loss": "wgan-gp", "d_steps": 2, "conditional": True, "class_loss": 1.0},
     # R3GAN's loss with R1 and R2 (each a gradient at the images inside the step) and the half-life average
     "rpgan+r1+r2": {"loss": "rpgan", "r1": 0.1, "r2": 0.1, "ema_kimg": 0.5},
+    # DiffAugment on what the discriminator sees (the generator learns through it), R1/R2 on their schedule
+    "rpgan+augment+gamma-schedule": {"loss": "rpgan", "r1": 0.1, "r2": 0.1, "gamma_kimg": 1.0,
+                                     "augment": "translation,cutout", "conditional": True},
     # --preset best: hinge, spectral norm, the moving average, labels, the classifier, lr 2e-4
     "preset best": {"loss": "hinge", "spectral_norm": True, "ema": 0.999, "conditional": True, "class_loss": 1.0,
                     "g_lr": 2e-4, "d_lr": 2e-4},
@@ -75,12 +78,13 @@ for name, settings in recipes.items():
     rng = np.random.default_rng(7)
     tables = {"z": rng.standard_normal((steps, 2, 16, gan.latent_dim)).astype("float32"),
               "labels": rng.integers(0, 10, (steps, 2, 16, 1)).astype("int32"),
-              "mix": rng.uniform(0, 1, (steps, 2, 16, 1, 1, 1)).astype("float32")}
+              "mix": rng.uniform(0, 1, (steps, 2, 16, 1, 1, 1)).astype("float32"),
+              "augment": rng.uniform(0, 1, (steps, 4, 16, 4)).astype("float32")}
     now = {}
     take_batch = gan.take_batch
 
     def take(step):
-        now.update(step=step, z=0, labels=0, mix=0)  # (the draws within a step, counted as it is traced)
+        now.update(step=step, z=0, labels=0, mix=0, augment=0)  # (the draws within a step, counted as it is traced)
         return take_batch(step)
 
     def draw(name):
@@ -90,6 +94,7 @@ for name, settings in recipes.items():
     gan.take_batch = take
     gan.draw_fakes = lambda batch: (draw("z"), draw("labels") if gan.conditional else None)
     gan.draw_mix = lambda batch: draw("mix")
+    gan.draw_augment = lambda batch: draw("augment")
     gan.attach_data(images, labels if gan.conditional else None, 16)
     gan.set_epoch_order(np.arange(64))
     gan.make_train_function()
