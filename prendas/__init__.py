@@ -11,5 +11,13 @@ __version__ = "0.1.0"
 class PrendasError(Exception):
     """A mistake the user can fix: a bad flag, a missing or corrupted file, a mismatched model.
 
-    The command line prints its message as one line on stderr and exits with status 2.
+    The command line prints its message as one line on stderr and exits with status 2 (or exit_status).
     """
+
+    exit_status = 2
+
+
+class Diverged(PrendasError):
+    """Training produced a non-finite loss or weight; nothing of that epoch was written. Exit status 3."""
+
+    exit_status = 3

@@ -37,7 +37,8 @@ def _parser():
     t.add_argument("--preset", choices=tuple(PRESETS), help="a named recipe for what the other flags leave unset: "
                    "tutorial (the defaults) or best (" + ", ".join(f"--{flag(k)} {v}".replace(" True", "")
                    for k, v in PRESETS["best"].items()) + ": the best measured at equal budget, see RESULTS.md)")
-    t.add_argument("--resume", metavar="CHECKPOINT", help="continue from OUT/checkpoints/checkpoint_TAG.npz")
+    t.add_argument("--resume", metavar="CHECKPOINT", help="continue from OUT/checkpoints/checkpoint_TAG.npz, or from "
+                   "the newest checkpoint in a run's folder OUT (it says which)")
 
     g = commands.add_parser(
         "generate",
@@ -107,6 +108,10 @@ def _check_json(path):
         raise PrendasError(f"--json must name a .json file, got {path}")
     if path is not None and not Path(path).parent.is_dir():
         raise PrendasError(f"--json: folder {Path(path).parent} does not exist")
+    if path is not None:
+        from prendas.artifacts import check_writable
+
+        check_writable(Path(path).parent, "--json")
 
 
 def _evaluate(args):
@@ -129,6 +134,9 @@ def _results(args):
 
     if not args.out.endswith(".md"):
         raise PrendasError(f"--out must name a .md file, got {args.out}")
+    from prendas.artifacts import check_writable
+
+    check_writable(Path(args.out).parent, "--out")
     runs = write_results(args.folders, args.out)
     print(f"wrote {args.out}: {len(runs)} runs, {sum(1 for _, e, _ in runs if e)} evaluated")
 
@@ -189,6 +197,10 @@ def _train(args):
         given = merged
     # Every range is checked here, before TensorFlow loads: a mistake answers at once, in one line.
     config = TrainConfig(**given, **options)
+    if args.out is not None or not args.resume:  # (a resumed run writes beside its checkpoint unless told)
+        from prendas.artifacts import check_writable
+
+        check_writable(config.out, "--out")
     from prendas import train as training
 
     if args.resume:
@@ -210,6 +222,8 @@ def _generate(args):
         raise PrendasError(f"--out: folder {out.parent} does not exist")
     garment = None if args.garment is None else class_index(args.garment)
     from prendas import artifacts
+
+    artifacts.check_writable(out.parent, "--out")
 
     artifacts.check_model_file(args.model)  # before TensorFlow loads: a wrong path answers at once
     from prendas.models import generator_signature
@@ -249,12 +263,12 @@ def main(argv=None):
          "bench": _bench}[args.command](args)
     except PrendasError as e:
         print(f"prendas {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_status
     except KeyboardInterrupt:
         hint = ""
         if args.command == "train":
-            hint = (": continue it with `python -m prendas train --resume OUT/checkpoints/checkpoint_TAG.npz "
-                    "--epochs N` (the run's JSON says how many epochs are done)")
+            hint = (": continue it with `python -m prendas train --resume OUT --epochs N` (OUT: the run's folder; "
+                    "its newest checkpoint is taken; the run's JSON says how many epochs are done)")
         print(f"prendas {args.command}: interrupted; the last checkpoint (if any) is intact{hint}", file=sys.stderr)
         return 130
     return 0

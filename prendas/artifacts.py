@@ -8,6 +8,8 @@ import contextlib
 import datetime
 import json
 import os
+import re
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -47,15 +49,22 @@ def run_paths(out, tag, ema=False, evaluations=False):
         paths[f"image_{i}"] = images / f"image_{i}_{tag}.png"
     if ema:
         paths["generator_raw"] = models / f"generator_raw_{tag}.keras"
-    if evaluations:
+    if evaluations:  # the quality curve, and the best generator so far with its evaluation and checkpoint
         paths["quality_curve"] = images / f"quality_{tag}.png"
+        paths["generator_best"] = models / f"generator_best_{tag}.keras"
+        paths["evaluation_best"] = models / f"evaluation_best_{tag}.json"
+        paths["checkpoint_best"] = out / "checkpoints" / f"checkpoint_best_{tag}.npz"
     return paths
 
 
 def model_tag(model_path):
-    """The TAG of generator_TAG.keras or of an --ema run's generator_raw_TAG.keras; None for another name."""
+    """The TAG of generator_TAG.keras, of an --ema run's generator_raw_TAG.keras or of a run's best so far,
+    generator_best_TAG.keras; None for another name."""
     name = Path(model_path).stem
-    return name.removeprefix("generator_").removeprefix("raw_") if name.startswith("generator_") else None
+    if not name.startswith("generator_"):
+        return None
+    name = name.removeprefix("generator_")
+    return name.removeprefix("raw_").removeprefix("best_")
 
 
 def run_records(folder):
@@ -69,31 +78,123 @@ def evaluation_path(model_path):
     return path.with_name("evaluation_" + path.stem.removeprefix("generator_") + ".json")
 
 
-def unique_tag(out, tag):
-    """The tag, or tag_2, tag_3, ... when a run in the same minute already used it."""
+def claim_tag(out, tag):
+    """The tag, or tag_2, tag_3, ... when a run in the same minute already used it, claimed for this run.
+
+    The claim is the run's record, OUT/models/run_TAG.json, created exclusively (status "starting"): of two
+    runs started at once in one folder, each gets a tag of its own. Raises PrendasError if it cannot be made.
+    """
     candidate, n = tag, 1
-    while any(p.exists() for p in run_paths(out, candidate, ema=True, evaluations=True).values()):
+    while True:
+        paths = run_paths(out, candidate, ema=True, evaluations=True)
+        if not any(p.exists() for p in paths.values()):
+            try:
+                paths["run_json"].parent.mkdir(parents=True, exist_ok=True)
+                with open(paths["run_json"], "x") as f:  # (exclusive: fails if another run created it first)
+                    f.write(json.dumps({"tag": candidate, "status": "starting", "pid": os.getpid()}) + "\n")
+                return candidate
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise PrendasError(f"could not write {paths['run_json']}: {e.strerror or e}") from None
         n += 1
         candidate = f"{tag}_{n}"
-    return candidate
 
 
 # ---- atomic writing ------------------------------------------------------------------------
 
 
+def check_writable(folder, flag):
+    """Fail now, before any work, if files cannot be written under `folder` (made if missing).
+
+    The nearest folder that exists is tried with a temporary file (removed at once), which catches what
+    permission bits do not (/proc, a read-only mount); nothing is left behind.
+    """
+    existing = Path(folder).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise PrendasError(f"cannot write under {folder} ({flag}): {existing} is a file, not a writable folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise PrendasError(f"cannot write under {folder} ({flag}): cannot create files in {existing} "
+                           f"({e.strerror or e})") from None
+
+
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside `path` (same suffix); rename it over `path` if the block succeeds."""
+    """Yield a temporary path beside `path` (same suffix); rename it over `path` if the block succeeds.
+
+    A write the system refuses (a full disk, no permission) raises PrendasError naming the file and the
+    reason; the previous `path`, if any, is untouched, and the temporary file is removed.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        raise PrendasError(f"could not write {path}: {e.strerror or e} (the previous file, if any, is intact)") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+TEMPORARY = re.compile(r"^\.(.+)\.(\d+)\.tmp(\.[a-z]+)$")  # atomic_path's names: .STEM.PID.tmp.SUFFIX
+
+
+def remove_leftovers(out, log=print):
+    """Remove what a killed run left under OUT: temporary files in models/, images/ and checkpoints/, and
+    the record of a run killed before its first epoch (status "starting").
+
+    Only atomic_path's own names of the files a run writes (checked against run_paths), and only those
+    whose process is gone: a run writing in the same folder right now keeps its files.
+    """
+    removed = []
+    for folder in ("models", "images", "checkpoints"):
+        for path in sorted((Path(out) / folder).glob(".*.tmp.*")):
+            match = TEMPORARY.match(path.name)
+            if not match or not _ours(folder, match[1] + match[3]) or _alive(int(match[2])):
+                continue
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+    for path in sorted((Path(out) / "models").glob("run_*.json")):  # tags claimed by runs killed before their first epoch
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            record = json.loads(path.read_text())
+            if record.get("status") == "starting" and set(record) == {"tag", "status", "pid"} and not _alive(record["pid"]):
+                path.unlink()
+                removed.append(path)
+    if removed:
+        log(f"removed {len(removed)} file{'s' if len(removed) > 1 else ''} left by stopped runs: "
+            + ", ".join(str(p) for p in removed))
+    return removed
+
+
+def _ours(folder, name):
+    """Whether `name` in `folder` is a file name some run writes (whatever its tag)."""
+    for template in run_paths(".", "TAG", ema=True, evaluations=True).values():
+        stem, _, suffix = template.name.partition("TAG")
+        if template.parent.name == folder and name.startswith(stem) and name.endswith(suffix):
+            return True
+    return folder == "models" and name.startswith("evaluation_") and name.endswith(".json")
+
+
+def _alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def write_text(path, text):

@@ -90,6 +90,10 @@ class TrainConfig:
                                "recorded in run_TAG.json and drawn in images/quality_TAG.png",
                                _integer(0, 100_000), resume=True)
     eval_samples: int = _setting(2_000, "garments drawn for each of those measurements", _integer(100, 60_000))
+    keep_best: str = _setting("fid", "with --eval-every: keep the generator that measured best so far by this figure "
+                              "(lowest FID, highest recall or coverage) as models/generator_best_TAG.keras, with its "
+                              "evaluation and checkpoints/checkpoint_best_TAG.npz to resume from (none: keep no best)",
+                              choices=("fid", "recall", "coverage", "none"), resume=True)
     loss: str = _setting("bce", "adversarial loss: bce (the tutorial's), wgan-gp, hinge, or rpgan (R3GAN's "
                          "relativistic pairing loss; give it --r1 and --r2)", choices=LOSSES)
     r1: float = _setting(0.0, "weight gamma of the zero-centred gradient penalty at real images, gamma/2 "

@@ -13,7 +13,7 @@ import time
 import keras
 import numpy as np
 
-from prendas import artifacts, devices
+from prendas import Diverged, artifacts, devices
 from prendas.data import epoch_order
 from prendas.sampling import balanced_labels, generate_images, latent_batch
 
@@ -22,18 +22,22 @@ class Run:
     """One training run: its settings, tag, history and files. The callbacks fill and save it."""
 
     def __init__(
-        self, gan, config, data, tag, segments_before=(), history=(), frames=(), resumed_from=None, evaluations=()
+        self, gan, config, data, tag, segments_before=(), history=(), frames=(), resumed_from=None, evaluations=(),
+        best=None,
     ):
         self.gan = gan
         self.config = config
         self.data = data
         self.tag = tag
         self.evaluations = list(evaluations)  # quality measured during training, every config.eval_every epochs
+        self.best = best  # the best measurement so far by config.keep_best: its epoch, value and files
         self.paths = artifacts.run_paths(config.out, tag, ema=config.averaged, evaluations=bool(config.eval_every or evaluations))
         self.segments_before = list(segments_before)
         self.history = list(history)  # one record per epoch, previous segments included
         self.frames = list(frames)  # the fixed batch's grid after each epoch, for the animation
         self.resumed_from = resumed_from
+        # (the newest checkpoint of this run and the epochs it holds: where a stopped run continues from)
+        self.last_checkpoint = (resumed_from, len(history)) if resumed_from else None
         self.first_epoch = len(self.history)
         self.last_epoch = self.first_epoch + config.epochs
         self.training_seconds_before = 0.0
@@ -83,6 +87,7 @@ class Run:
             "training_seconds": round(self.training_seconds_before + sum(h["seconds"] for h in self.history[self.first_epoch :]), 3),
             "history": self.history,
             "evaluations": self.evaluations,
+            "best": self.best,
             "files": {name: str(path) for name, path in self.paths.items()},
             "versions": devices.versions(),
             "machine": {"name": self.machine_name, "platform": platform.platform(), "processor": platform.machine(),
@@ -90,12 +95,35 @@ class Run:
                         "devices": devices.replicas(self.gan), "machines": devices.machines()},
         }
 
-    def save_checkpoint(self):
+    def save_checkpoint(self, path=None):
         record = self.record("running")  # run.json says "complete" only once save_final has written every file
         meta = {"format": artifacts.CHECKPOINT_FORMAT, "version": artifacts.CHECKPOINT_VERSION, **record,
                 "status": "running" if self.epochs_done < self.last_epoch else "complete"}
+        if path is not None:  # a copy of the state elsewhere (the best so far): the run's own files stay as they are
+            artifacts.save_checkpoint(path, self.gan.state_variables(), meta, self.frames)
+            return
         artifacts.save_checkpoint(self.paths["checkpoint"], self.gan.state_variables(), meta, self.frames)
+        self.last_checkpoint = (str(self.paths["checkpoint"]), self.epochs_done)
         artifacts.write_json(self.paths["run_json"], record)
+
+    def keep_if_best(self):
+        """After a measurement: if it is the best so far by config.keep_best, write the generator that drew it,
+        the measurement and a checkpoint to resume from, under the run's _best_ names."""
+        by, measured = self.config.keep_best, self.evaluations[-1]
+        value, best = measured[by], self.best
+        if best is not None and best["by"] == by and not (value < best["value"] if by == "fid" else value > best["value"]):
+            return
+        paths = self.paths
+        self.best = {"by": by, "value": value, "epoch": self.epochs_done, "generator": str(paths["generator_best"]),
+                     "checkpoint": str(paths["checkpoint_best"])}
+        with devices.unsynchronized(self.gan.sampler):
+            artifacts.save_model(self.gan.sampler, paths["generator_best"])
+        metrics = {k: v for k, v in measured.items() if k not in ("epoch", "n")}
+        artifacts.write_json(paths["evaluation_best"], {
+            "model": str(paths["generator_best"]), "n": measured["n"], "epoch": self.epochs_done, "kept_by": by,
+            "reference": "the 10,000 test images", "during_training": True, "metrics": metrics,
+            "run": {"tag": self.tag, "config": self.config.to_dict()}})
+        self.save_checkpoint(paths["checkpoint_best"])
 
     def save_final(self):
         """Models, grid, five single images and the animation; run.json last, marking the run complete."""
@@ -156,6 +184,7 @@ class RunRecorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         run = self.run
         seconds = time.perf_counter() - self._started
+        _check_finite(run, epoch + 1, logs)  # before anything of this epoch is kept or written
         run.history.append(
             {
                 "epoch": epoch + 1,
@@ -168,6 +197,8 @@ class RunRecorder(keras.callbacks.Callback):
         run.frames.append(run.sample_grid())
         if run.config.eval_every and (epoch + 1) % run.config.eval_every == 0:
             run.evaluate_now()
+            if run.config.keep_best != "none":
+                run.keep_if_best()
         done_here = epoch + 1 - run.first_epoch
         if done_here % run.config.checkpoint_every == 0 or epoch + 1 == run.last_epoch:
             run.save_checkpoint()
@@ -212,6 +243,26 @@ class ProgressLogger(keras.callbacks.Callback):
             f"{end}epoch {epoch + 1:>{width}}/{run.last_epoch}  d_loss {record['d_loss']:.4f}  "
             f"g_loss {record['g_loss']:.4f}  {record['images_per_s']:,.0f} img/s  "
             f"{record['seconds']:.1f}s  eta {format_seconds(eta)}{_quality(run, epoch)}"
+        )
+
+
+def _check_finite(run, epoch, logs):
+    """Raise Diverged if the epoch's mean losses or any number a checkpoint would hold (weights, BatchNorm
+    statistics, optimizer moments) is not finite (NaN or infinity).
+
+    Checked once an epoch, on the epoch's mean losses (a NaN in any step makes the mean NaN) and on the
+    state (a copy to the host, small beside an epoch), so no step waits for the host.
+    """
+    bad = [name for name in ("d_loss", "g_loss") if not np.isfinite(float(logs[name]))]
+    names = {"ema_generator": "moving average", "g_optimizer": "generator's Adam", "d_optimizer": "discriminator's Adam"}
+    bad += [names.get(group, group) for group, variables in run.gan.state_variables().items()
+            if not all(np.isfinite(a).all() for a in map(np.asarray, variables) if np.issubdtype(a.dtype, np.floating))]
+    if bad:
+        last = "{} (epoch {})".format(*run.last_checkpoint) if run.last_checkpoint else "none: the run wrote none"
+        raise Diverged(
+            f"training diverged in epoch {epoch}: {', '.join(bad)} not finite (NaN or infinity); nothing of this "
+            f"epoch was written; last good checkpoint: {last}. Try a lower --lr (or --g-lr/--d-lr), float32 "
+            f"--precision, or a gradient penalty (--r1)"
         )
 
 

@@ -12,8 +12,9 @@ import warnings
 from pathlib import Path
 
 import keras
+import numpy as np
 
-from prendas import PrendasError, artifacts, devices
+from prendas import Diverged, PrendasError, artifacts, devices
 from prendas.config import RESUME_OPTIONS, TrainConfig
 from prendas.data import load_fashion_mnist, select_images, steps_per_epoch
 from prendas.gan import GAN
@@ -31,7 +32,8 @@ def train(config, callbacks=(), log=print):
     images, data = _training_images(config)
     gan = build_gan(config)
     config, scratch = _where_this_machine_writes(gan, config)
-    tag = artifacts.unique_tag(config.out, artifacts.run_tag([config.epochs], config.images))
+    artifacts.remove_leftovers(config.out, log)
+    tag = artifacts.claim_tag(config.out, artifacts.run_tag([config.epochs], config.images))
     run = Run(gan, config, data, tag)
     return _fit(run, images, callbacks, log, scratch)
 
@@ -47,8 +49,12 @@ def resume(checkpoint, epochs, expect=None, callbacks=(), log=print, **changes):
     if unknown:
         raise TypeError(f"resume() cannot change {', '.join(unknown)}; it may change {', '.join(RESUME_OPTIONS)}")
     TrainConfig(epochs=epochs, checkpoint_every=changes.get("checkpoint_every") or 1)  # range checks before the heavy load
-    checkpoint = Path(checkpoint)
+    checkpoint = newest_checkpoint(checkpoint, log)
     meta, frames, saved = artifacts.load_checkpoint(checkpoint)
+    networks = ("generator", "discriminator", "ema_generator")
+    if not all(np.isfinite(a).all() for g in networks for a in saved.get(g, []) if np.issubdtype(a.dtype, np.floating)):
+        raise Diverged(f"{checkpoint} holds non-finite weights (NaN or infinity) and cannot be resumed: resume an "
+                       f"earlier checkpoint of the run")
     config = TrainConfig.from_dict(meta["config"])
     for name, value in (expect or {}).items():
         if value != getattr(config, name):
@@ -65,11 +71,26 @@ def resume(checkpoint, epochs, expect=None, callbacks=(), log=print, **changes):
     artifacts.restore_variables(gan.state_variables(), saved, checkpoint)
     config, scratch = _where_this_machine_writes(gan, config)
     segments = meta["segments"] + [epochs]
-    tag = artifacts.unique_tag(config.out, artifacts.run_tag(segments, config.images))
+    artifacts.remove_leftovers(config.out, log)
+    tag = artifacts.claim_tag(config.out, artifacts.run_tag(segments, config.images))
     run = Run(gan, config, data, tag, meta["segments"], meta["history"], list(frames), str(checkpoint),
-              meta.get("evaluations", ()))
+              meta.get("evaluations", ()), meta.get("best"))
     run.training_seconds_before = meta["training_seconds"]
     return _fit(run, images, callbacks, log, scratch)
+
+
+def newest_checkpoint(path, log=print):
+    """`path` if it is a file; for a run's folder (or its checkpoints/), the newest checkpoint_TAG.npz there."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    found = [p for p in folder.glob("checkpoint_*.npz") if not p.name.startswith("checkpoint_best_")]
+    if not found:
+        raise PrendasError(f"no checkpoint in {folder} (runs write OUT/checkpoints/checkpoint_TAG.npz)")
+    newest = max(found, key=lambda p: p.stat().st_mtime)
+    log(f"resuming from {newest}, the newest of {len(found)} checkpoint{'s' if len(found) > 1 else ''} in {folder}")
+    return newest
 
 
 def _where_this_machine_writes(gan, config):
@@ -145,12 +166,8 @@ def build_gan(config):
 
 
 def _check_out(out):
-    """Fail now, not after the first epoch, if the output folder cannot be written."""
-    folder = Path(out)
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise PrendasError(f"cannot write under {out}: {folder} is not a writable folder (--out)")
+    """Fail now, not after the first epoch, if the output folder cannot be made or written."""
+    artifacts.check_writable(out, "--out")
 
 
 def _training_images(config):
@@ -162,6 +179,10 @@ def _training_images(config):
 def _fit(run, images, callbacks, log, scratch=None):
     try:
         return _fit_here(run, images, callbacks, log, scratch)
+    except BaseException:
+        if run.last_checkpoint is None or run.last_checkpoint[0] == run.resumed_from:
+            run.paths["run_json"].unlink(missing_ok=True)  # the tag's claim: this run wrote nothing under it
+        raise
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)

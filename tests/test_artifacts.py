@@ -17,9 +17,9 @@ def test_run_tag_reads_like_the_original_runs():
 
 def test_same_minute_runs_get_distinct_tags(tmp_path):
     tag = artifacts.run_tag([2], 300, WHEN)
-    assert artifacts.unique_tag(tmp_path, tag) == tag
+    assert artifacts.claim_tag(tmp_path, tag) == tag
     artifacts.write_json(artifacts.run_paths(tmp_path, tag)["run_json"], {})
-    assert artifacts.unique_tag(tmp_path, tag) == tag + "_2"
+    assert artifacts.claim_tag(tmp_path, tag) == tag + "_2"
 
 
 def test_run_paths_name_every_file():
