@@ -35,8 +35,9 @@ def _parser():
     add_arguments(t)  # one flag for each setting of TrainConfig, with its help and range (prendas/config.py)
     t.add_argument("--lr", type=float, help=f"learning rate of both Adam optimizers (default {defaults.g_lr:g})")
     t.add_argument("--preset", choices=tuple(PRESETS), help="a named recipe for what the other flags leave unset: "
-                   "tutorial (the defaults) or best (" + ", ".join(f"--{flag(k)} {v}".replace(" True", "")
-                   for k, v in PRESETS["best"].items()) + ": the best measured at equal budget, see RESULTS.md)")
+                   "tutorial (the defaults), best (" + ", ".join(f"--{flag(k)} {v}".replace(" True", "")
+                   for k, v in PRESETS["best"].items()) + ": the best measured at equal budget, see docs/recipes.md) "
+                   "or sngan (the hinge loss in place of rpgan, without --r1/--r2: the best until 2026-11-30)")
     t.add_argument("--resume", metavar="CHECKPOINT", help="continue from OUT/checkpoints/checkpoint_TAG.npz, or from "
                    "the newest checkpoint in a run's folder OUT (it says which)")
 

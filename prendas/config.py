@@ -33,10 +33,14 @@ GP_WEIGHT = 10.0  # the gradient penalty's weight (the WGAN-GP paper's lambda)
 # DiffAugment policies (prendas.augment): which transformations the discriminator's inputs go through.
 AUGMENTS = ("none", "translation", "cutout", "translation,cutout")
 
+# best: R3GAN's relativistic loss with R1 and R2 on the hinge recipe's networks (measured better at equal budget,
+# docs/recipes.md); sngan: that hinge recipe, --preset best until issue 16.
 PRESETS = {
     "tutorial": {},
-    "best": {"loss": "hinge", "spectral_norm": True, "ema": 0.999, "conditional": True, "class_loss": 1.0,
-             "g_lr": 2e-4, "d_lr": 2e-4},
+    "best": {"loss": "rpgan", "r1": 0.05, "r2": 0.05, "spectral_norm": True, "ema": 0.999, "conditional": True,
+             "class_loss": 1.0, "g_lr": 2e-4, "d_lr": 2e-4},
+    "sngan": {"loss": "hinge", "spectral_norm": True, "ema": 0.999, "conditional": True, "class_loss": 1.0,
+              "g_lr": 2e-4, "d_lr": 2e-4},
 }
 
 

@@ -30,8 +30,9 @@ RECIPES = {
     # DiffAugment on what the discriminator sees (the generator learns through it), R1/R2 on their schedule
     "rpgan+augment+gamma-schedule": {"loss": "rpgan", "r1": 0.1, "r2": 0.1, "gamma_kimg": 1.0,
                                      "augment": "translation,cutout", "conditional": True},
-    # --preset best: hinge, spectral norm, the moving average, labels, the classifier, lr 2e-4
-    "preset best": {"loss": "hinge", "spectral_norm": True, "ema": 0.999, "conditional": True, "class_loss": 1.0,
+    # --preset sngan (--preset best until issue 16): hinge, spectral norm, the moving average, labels, the classifier.
+    # (--preset best is its networks with the rpgan loss and R1/R2: its parts are the recipes above and this one.)
+    "preset sngan": {"loss": "hinge", "spectral_norm": True, "ema": 0.999, "conditional": True, "class_loss": 1.0,
                     "g_lr": 2e-4, "d_lr": 2e-4},
 }
 STEPS = 2

@@ -113,5 +113,7 @@ def test_bench_measures_a_presets_step_beside_the_tutorials_loop():
 
     lines = []
     r = run_benchmark(batch_size=16, steps=1, repeats=1, preset="best", log=lines.append)
-    assert r["settings"]["recipe"] == TrainConfig(**PRESETS["best"]).recipe() == "hinge+sn+ema0.999+cond+ac1+lr0.0002"
-    assert r["project_images_per_s"] > 0 and r["baseline_images_per_s"] > 0 and "hinge+sn" in lines[0]
+    assert r["settings"]["recipe"] == TrainConfig(**PRESETS["best"]).recipe() == (
+        "rpgan+r10.05+r20.05+sn+ema0.999+cond+ac1+lr0.0002")
+    assert r["project_images_per_s"] > 0 and r["baseline_images_per_s"] > 0 and "rpgan+r10.05" in lines[0]
+    assert TrainConfig(**PRESETS["sngan"]).recipe() == "hinge+sn+ema0.999+cond+ac1+lr0.0002"  # the previous best
