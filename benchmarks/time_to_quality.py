@@ -44,7 +44,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     fig = Figure(figsize=(12, 3.6))
     axes = fig.subplots(1, 3)
-    for spec in args.runs:
+    for index, spec in enumerate(args.runs):
         label, _, rest = spec.partition("=")
         path, _, speed = rest.partition("@")
         points = curve(json.loads(pathlib.Path(path).read_text()), float(speed) if speed else None)
@@ -52,7 +52,9 @@ def main(argv=None):
         for ax, (key, _) in zip(axes, FIGURES):
             have = [(h, e[key]) for h, e in points if key in e]
             if have:
-                ax.plot(*zip(*have), "o-", label=label, markersize=3)
+                ax.plot(*zip(*have), "o-", label=label, markersize=3, color=f"C{index}")  # (one colour a run)
+            elif key == "coverage":
+                ax.plot([], [], label=f"{label}: not recorded", color=f"C{index}")
         reached = {key: first_reached(points, key, getattr(args, key)) for key in ("fid", "recall")}
         print(f"{label}: {len(points)} measurements ({', '.join(f'{n:,}' for n in sorted(samples))} samples); " +
               "; ".join(f"{key} {'<=' if key == 'fid' else '>='} {getattr(args, key)} first at " +
@@ -64,6 +66,7 @@ def main(argv=None):
         if key == "fid":
             ax.set_yscale("log")
     axes[0].legend(fontsize=8)
+    axes[2].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
