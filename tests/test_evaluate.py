@@ -86,7 +86,7 @@ def test_quality_during_training(tiny_run):
 
 def test_evaluate_command(tiny_run, tmp_path, monkeypatch):
     out, _ = tiny_run
-    [model] = (out / "models").glob("generator_*.keras")
+    [model] = (out / "models").glob("generator_2*.keras")  # (not the best-so-far generator_best_TAG)
     monkeypatch.setenv("PRENDAS_CACHE", str(tmp_path / "cache"))
     result = run_cli("evaluate", "--model", model, "--n", 500)
     assert result.returncode == 0, result.stderr
@@ -136,7 +136,7 @@ def test_evaluate_command(tiny_run, tmp_path, monkeypatch):
 
 def test_evaluate_warns_when_training_saw_test_images(tiny_run, tmp_path):
     out, _ = tiny_run
-    [model] = (out / "models").glob("generator_*.keras")
+    [model] = (out / "models").glob("generator_2*.keras")  # (not the best-so-far generator_best_TAG)
     [run_json] = (out / "models").glob("run_*.json")
     shutil.copy(model, tmp_path / model.name)
     record = json.loads(run_json.read_text())
@@ -158,7 +158,7 @@ def test_evaluate_warns_when_training_saw_test_images(tiny_run, tmp_path):
 )
 def test_evaluate_refuses_bad_input(tiny_run, tmp_path, args, message):
     out, _ = tiny_run
-    [model] = (out / "models").glob("generator_*.keras")
+    [model] = (out / "models").glob("generator_2*.keras")  # (not the best-so-far generator_best_TAG)
     result = run_cli("evaluate", *[a.format(model=model, tmp=tmp_path) for a in args])
     assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1
     assert not list(tmp_path.iterdir())
