@@ -74,7 +74,7 @@ ENV PATH=/usr/local/lib/python3.12/site-packages/nvidia/cuda_nvcc/bin:${PATH} \
 
 # The package itself (its dependencies are already pinned above). With the repository bind-mounted at
 # /home/jovyan/work, the working copy comes first on sys.path; this copy serves runs without the mount.
-COPY pyproject.toml README.md /tmp/prendas-src/
+COPY pyproject.toml README.md LICENSE /tmp/prendas-src/
 COPY prendas /tmp/prendas-src/prendas
 RUN pip install --no-cache-dir --no-deps /tmp/prendas-src \
     && rm -rf /tmp/prendas-src \

@@ -257,9 +257,23 @@ def class_index(name):
     raise PrendasError(f"unknown class {name!r}: use a number or a name, one of {valid}")
 
 
+def choose_backend():
+    """With KERAS_BACKEND unset and TensorFlow not installed, train on JAX if it is (pip install "prendas[jax]")."""
+    import importlib.util
+
+    if os.environ.get("KERAS_BACKEND") or "keras" in sys.modules or importlib.util.find_spec("tensorflow"):
+        return
+    if importlib.util.find_spec("jax") is None:
+        raise PrendasError('no Keras backend is installed: pip install "prendas[tensorflow]" (or "prendas[jax]" '
+                           'for JAX without TensorFlow)')
+    os.environ["KERAS_BACKEND"] = "jax"
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
+        if args.command != "results":  # (the only command that needs no Keras)
+            choose_backend()
         {"train": _train, "generate": _generate, "evaluate": _evaluate, "results": _results, "evaluator": _evaluator,
          "bench": _bench}[args.command](args)
     except PrendasError as e:
