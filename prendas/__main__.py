@@ -46,7 +46,8 @@ def _parser():
         help="draw garments with a saved generator",
         description="Sample a grid of garments from a saved generator (models/generator_TAG.keras).",
     )
-    g.add_argument("--model", required=True, help="a generator_TAG.keras file")
+    g.add_argument("--model", required=True, help="a generator_TAG.keras file, or a run's checkpoint_TAG.npz (a run "
+                   "stopped before its end: the generator it holds, its moving average where it keeps one)")
     g.add_argument("--n", type=int, default=25, help="how many garments (default 25, at most 10000)")
     g.add_argument("--out", default="generated.png", help="PNG file to write (default generated.png)")
     g.add_argument("--seed", type=int, default=None, help="seed of the noise (default: a new draw each time)")
@@ -59,7 +60,8 @@ def _parser():
         description="Score a generator against the 10,000 test images, with 10,000 real training images as the "
         "floor; prints a table and writes JSON (default: evaluation_TAG.json beside the model).",
     )
-    v.add_argument("--model", required=True, help="a generator_TAG.keras file")
+    v.add_argument("--model", required=True, help="a generator_TAG.keras file, or a run's checkpoint_TAG.npz (the "
+                   "generator it holds; the JSON goes beside it as evaluation_checkpoint_TAG_epochE.json)")
     v.add_argument("--n", type=int, default=10_000, help="how many garments to draw (default 10000)")
     v.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
     v.add_argument("--json", default=None, help="where to write the JSON (default: beside the model)")
@@ -231,6 +233,10 @@ def _generate(args):
     from prendas.sampling import generate_images, latent_batch
 
     generator = artifacts.load_generator(args.model, latent_dim=args.latent_dim)
+    source = ""
+    if Path(args.model).suffix == ".npz":
+        about = artifacts.checkpoint_about(args.model)
+        source = f" (run {about['tag']} after epoch {about['epoch']}, its {about['weights']})"
     latent_dim, conditional = generator_signature(generator)
     if garment is not None and not conditional:
         raise PrendasError(f"{args.model} was trained without labels, so it cannot draw a chosen class "
@@ -239,7 +245,7 @@ def _generate(args):
     labels = None if garment is None else np.full(args.n, garment, np.int32)
     artifacts.save_png(artifacts.image_grid(generate_images(generator, z, labels)), out)
     what = "garments" if garment is None else f"{CLASS_NAMES[garment]} images"
-    print(f"wrote {args.n} {what} to {out}")
+    print(f"wrote {args.n} {what} to {out}{source}")
 
 
 def class_index(name):
@@ -283,7 +289,8 @@ def main(argv=None):
         hint = ""
         if args.command == "train":
             hint = (": continue it with `python -m prendas train --resume OUT --epochs N` (OUT: the run's folder; "
-                    "its newest checkpoint is taken; the run's JSON says how many epochs are done)")
+                    "its newest checkpoint is taken), draw from it with `python -m prendas generate --model "
+                    "OUT/checkpoints/checkpoint_TAG.npz`")
         print(f"prendas {args.command}: interrupted; the last checkpoint (if any) is intact{hint}", file=sys.stderr)
         return 130
     return 0

@@ -72,9 +72,12 @@ def run_records(folder):
     return [(path.stem.removeprefix("run_"), path) for path in sorted(Path(folder).glob("**/models/run_*.json"))]
 
 
-def evaluation_path(model_path):
-    """Where `prendas evaluate` writes a generator's scores: evaluation_TAG.json (evaluation_raw_TAG.json) beside it."""
+def evaluation_path(model_path, epoch=None):
+    """Where `prendas evaluate` writes a generator's scores: evaluation_TAG.json (evaluation_raw_TAG.json) beside it;
+    for a checkpoint (rewritten as its run goes on), evaluation_checkpoint_TAG_epochE.json beside it."""
     path = Path(model_path)
+    if path.suffix == ".npz":
+        return path.with_name(f"evaluation_{path.stem}_epoch{epoch}.json")
     return path.with_name("evaluation_" + path.stem.removeprefix("generator_") + ".json")
 
 
@@ -305,26 +308,33 @@ def restore_variables(state_variables, saved, path):
 
 
 def check_model_file(path):
-    """Fail early, before Keras loads, on a path that cannot be a saved model."""
+    """Fail early, before Keras loads, on a path that cannot be a saved generator or a run's checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise PrendasError(f"no model file at {path}")
-    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
-        raise PrendasError(f"{path} is not a .keras model file (a zip archive saved by Keras)")
+    if path.suffix not in (".keras", ".npz") or not zipfile.is_zipfile(path):
+        raise PrendasError(f"{path} is not a .keras model file (a zip archive saved by Keras) nor a run's "
+                           "checkpoint (checkpoint_TAG.npz)")
     return path
 
 
 def load_generator(path, latent_dim=None):
-    """Load a saved generator, checking that it is one: noise (latent,) [and a label] -> 28x28x1."""
+    """Load a saved generator, checking that it is one: noise (latent,) [and a label] -> 28x28x1.
+
+    A run's checkpoint (.npz) gives the generator it holds: its moving average where the run keeps one.
+    """
     import keras
 
     from prendas.models import generator_signature
 
     path = check_model_file(path)
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as e:  # Keras raises many types for a bad file; all mean the same to the user
-        raise PrendasError(f"cannot load {path} as a Keras model ({type(e).__name__}: {str(e)[:200]})") from None
+    if path.suffix == ".npz":
+        model = checkpoint_generator(path)
+    else:
+        try:
+            model = keras.models.load_model(path, compile=False)
+        except Exception as e:  # Keras raises many types for a bad file; all mean the same to the user
+            raise PrendasError(f"cannot load {path} as a Keras model ({type(e).__name__}: {str(e)[:200]})") from None
     shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
     in_shape, out_shape = tuple(shapes[0]), tuple(model.output_shape)
     if len(in_shape) != 2 or len(shapes) > 2 or out_shape[1:] != (28, 28, 1):
@@ -334,3 +344,30 @@ def load_generator(path, latent_dim=None):
     if latent_dim is not None and generator_signature(model)[0] != latent_dim:
         raise PrendasError(f"{path} takes a latent vector of size {in_shape[1]}, not {latent_dim} (--latent-dim)")
     return model
+
+
+def checkpoint_generator(path):
+    """The generator a run's checkpoint holds, to draw with: its moving average where the run keeps one, built
+    from the checkpoint's settings and given its weights."""
+    from prendas.config import TrainConfig
+    from prendas.models import build_generator
+
+    meta, _, saved = load_checkpoint(path)
+    config = TrainConfig.from_dict(meta["config"])
+    generator = build_generator(config.latent_dim, config.arch, config.conditional, config.width)
+    group = "ema_generator" if "ema_generator" in saved else "generator"
+    restore_variables({group: generator.variables}, saved, path)
+    return generator
+
+
+def checkpoint_about(path):
+    """What a checkpoint's generator is, read without its arrays: the checkpoint, the run's tag and record, the
+    epochs done and which weights draw (the moving average or the generator as trained)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta, averaged = json.loads(str(npz["meta"])), any(k.startswith("ema_generator/") for k in npz.files)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+        raise PrendasError(f"{path} is not a readable prendas checkpoint ({type(e).__name__}: {e})") from None
+    return {"checkpoint": str(path), "tag": meta.get("tag"), "epoch": meta.get("epochs_done"),
+            "weights": "moving average" if averaged else "generator as trained",
+            "run": {key: meta.get(key) for key in ("tag", "data", "config", "training_seconds")}}

@@ -218,10 +218,17 @@ def format_table(result):
 
 def evaluate_model_file(model_path, n=10_000, seed=0, json_path=None, log=print):
     """`prendas evaluate` (which checks its arguments first): load, score, print, save the JSON."""
-    json_path = Path(json_path) if json_path else artifacts.evaluation_path(model_path)
+    checkpoint = None
+    if Path(model_path).suffix == ".npz":  # a run's checkpoint: the generator it holds, and the run's record
+        checkpoint = artifacts.checkpoint_about(model_path)
+        run = checkpoint.pop("run")
+    else:
+        run = run_record_for(model_path)
     generator = artifacts.load_generator(model_path)
+    json_path = Path(json_path) if json_path else artifacts.evaluation_path(model_path, checkpoint and checkpoint["epoch"])
     result = {"model": str(model_path), **evaluate_generator(generator, n=n, seed=seed)}
-    run = run_record_for(model_path)
+    if checkpoint:
+        result["checkpoint"] = checkpoint
     if run:
         result["run"] = {"tag": run["tag"], "data": run["data"], "config": run["config"],
                          "training_seconds": run.get("training_seconds")}
@@ -232,6 +239,7 @@ def evaluate_model_file(model_path, n=10_000, seed=0, json_path=None, log=print)
             )
     log(format_table(result))
     cached = " (the floor from the cache)" if result.get("floor_from_cache") else ""
-    log(f"{n:,} samples scored in {result['seconds']['total']:.1f}s{cached}; saved {json_path}")
+    drawn = f" by run {checkpoint['tag']} after epoch {checkpoint['epoch']} ({checkpoint['weights']})" if checkpoint else ""
+    log(f"{n:,} samples{drawn} scored in {result['seconds']['total']:.1f}s{cached}; saved {json_path}")
     artifacts.write_json(json_path, result)
     return result

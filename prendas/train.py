@@ -179,13 +179,24 @@ def _training_images(config):
 def _fit(run, images, callbacks, log, scratch=None):
     try:
         return _fit_here(run, images, callbacks, log, scratch)
-    except BaseException:
+    except BaseException as stopped:
         if run.last_checkpoint is None or run.last_checkpoint[0] == run.resumed_from:
             run.paths["run_json"].unlink(missing_ok=True)  # the tag's claim: this run wrote nothing under it
+        if run.last_checkpoint and not scratch:
+            log(stopped_message(run, stopped))
         raise
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def stopped_message(run, stopped):
+    """What a run stopped before its end (Ctrl-C, divergence, a crash) leaves, and how to go on from it."""
+    path, epochs = run.last_checkpoint
+    why = {KeyboardInterrupt: "interrupted", Diverged: "diverged"}.get(type(stopped), f"stopped ({type(stopped).__name__})")
+    return (f"run {run.tag} {why} in epoch {len(run.history) + 1}; its last checkpoint, {path}, holds {epochs} "
+            f"epoch{'s' if epochs != 1 else ''}. Continue it: python -m prendas train --resume {path} --epochs N; "
+            f"draw from it: python -m prendas generate --model {path} (or evaluate --model {path})")
 
 
 def _fit_here(run, images, callbacks, log, scratch):
