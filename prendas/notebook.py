@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from prendas.devices import gpu_names
-from prendas.run import format_seconds
+from prendas.run import format_seconds, time_left
 
 # TensorFlow >= 2.18 in images built on cuDNN 8 (the official -gpu images) loads no GPU library.
 GPU_HELP = (
@@ -92,32 +92,40 @@ class NotebookMonitor(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._epoch_started = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         now = time.perf_counter()
         if now - self._shown >= self.every_seconds:
             self._shown = now
-            self._update_bar(self._epoch - self.run.first_epoch + (batch + 1) / self.params["steps"])
+            steps = self.params["steps"]
+            left = time_left(self.run, self._epoch, batch + 1, steps, now - self._epoch_started)
+            self._update_bar(self._epoch - self.run.first_epoch + (batch + 1) / steps, left)
 
     def on_epoch_end(self, epoch, logs=None):
         from IPython.display import Image
 
-        self._update_bar(epoch + 1 - self.run.first_epoch)
+        history = self.run.history[self.run.first_epoch :]
+        per_epoch = sum(h["seconds"] for h in history) / len(history)
+        self._update_bar(epoch + 1 - self.run.first_epoch, (0.0, per_epoch * (self.run.last_epoch - epoch - 1)))
         self._plots.update(Image(data=figure_png(self.figure())))
 
-    def _update_bar(self, epochs_done):
+    def _update_bar(self, epochs_done, left=None):
         from IPython.display import HTML
 
-        self._bar.update(HTML(self._bar_html(epochs_done)))
+        self._bar.update(HTML(self._bar_html(epochs_done, left)))
 
-    def _bar_html(self, epochs_done):
+    def _bar_html(self, epochs_done, left=None):
+        """The bar, the epoch, the time so far and (once known) the time left in the epoch and in the run."""
         total = self.run.config.epochs
         elapsed = time.perf_counter() - self._started
-        left = f", about {format_seconds(elapsed / epochs_done * (total - epochs_done))} left" if epochs_done > 0 else ""
+        epoch = min(int(epochs_done) + 1, total) + self.run.first_epoch
+        rest = ""
+        if left is not None and epochs_done < total:
+            rest = f" &middot; this epoch: {format_seconds(left[0])} left &middot; the run: about {format_seconds(left[1])} left"
         return (
             f'<progress value="{epochs_done:.3f}" max="{total}" style="width:60%"></progress> '
-            f"epoch {min(int(epochs_done) + 1, total) + self.run.first_epoch}/{self.run.last_epoch}"
-            f" &middot; {format_seconds(elapsed)} elapsed{left}"
+            f"epoch {epoch}/{self.run.last_epoch} &middot; {format_seconds(elapsed)} elapsed{rest}"
         )
 
     def figure(self):

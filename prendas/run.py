@@ -228,9 +228,11 @@ class ProgressLogger(keras.callbacks.Callback):
         now = time.perf_counter()
         if self.live and now - self._shown > 1.0:
             self._shown = now
-            steps = self.params["steps"]
-            rate = (batch + 1) * self.run.config.batch_size / (now - self._started)
-            print(f"\repoch {self._epoch + 1}/{self.run.last_epoch}  step {batch + 1}/{steps}  {rate:,.0f} img/s", end="", flush=True)
+            steps, elapsed = self.params["steps"], now - self._started
+            rate = (batch + 1) * self.run.config.batch_size / elapsed
+            epoch_left, run_left = time_left(self.run, self._epoch, batch + 1, steps, elapsed)
+            print(f"\repoch {self._epoch + 1}/{self.run.last_epoch}  step {batch + 1}/{steps}  {rate:,.0f} img/s  "
+                  f"epoch left {format_seconds(epoch_left)}  run left {format_seconds(run_left)}\x1b[K", end="", flush=True)
 
     def on_epoch_end(self, epoch, logs=None):
         run = self.run
@@ -244,6 +246,18 @@ class ProgressLogger(keras.callbacks.Callback):
             f"g_loss {record['g_loss']:.4f}  {record['images_per_s']:,.0f} img/s  "
             f"{record['seconds']:.1f}s  eta {format_seconds(eta)}{_quality(run, epoch)}"
         )
+
+
+def time_left(run, epoch, steps_done, steps, elapsed):
+    """Seconds left (in this epoch, in the run) at step `steps_done` of `steps` of `epoch` (0-based), `elapsed` into it.
+
+    The epoch's rest at its own pace so far; the epochs after it at the mean of this session's finished epochs
+    (the first epoch's pace, compilation included, until one has finished).
+    """
+    epoch_left = elapsed / steps_done * (steps - steps_done)
+    finished = [h["seconds"] for h in run.history[run.first_epoch :]]
+    per_epoch = sum(finished) / len(finished) if finished else elapsed / steps_done * steps
+    return epoch_left, epoch_left + per_epoch * (run.last_epoch - epoch - 1)
 
 
 def _check_finite(run, epoch, logs):
