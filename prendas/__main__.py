@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from prendas import PrendasError
-from prendas.config import PRECISIONS, PRESETS, RESUME_OPTIONS, TrainConfig, add_arguments, flag
+from prendas.config import PRECISIONS, PRESETS, RESUME_OPTIONS, TrainConfig, add_arguments, check_installed, flag
 from prendas.data import CLASS_NAMES
 
 
@@ -200,6 +200,7 @@ def _train(args):
         given = merged
     # Every range is checked here, before TensorFlow loads: a mistake answers at once, in one line.
     config = TrainConfig(**given, **options)
+    check_installed(config)
     if args.out is not None or not args.resume:  # (a resumed run writes beside its checkpoint unless told)
         from prendas.artifacts import check_writable
 

@@ -53,18 +53,20 @@ def _number(words, inside):
     return (words, lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and inside(x))
 
 
-def _setting(default, help, check=None, *, choices=None, optional=False, resume=False, negatable=False, metavar=None):
+def _setting(default, help, check=None, *, choices=None, optional=False, resume=False, negatable=False, metavar=None,
+             const=None):
     """A field of TrainConfig: its default, its help, and what a valid value is (check: (words, test)).
 
     optional: None is valid (the loss's default applies); resume: a resumed run may change it;
-    negatable: a switch with a --no- form (over a preset). Every setting has a flag, --NAME.
+    negatable: a switch with a --no- form (over a preset); const: the value of the flag given without one.
+    Every setting has a flag, --NAME.
     """
     if choices:
         check = (f"one of {', '.join(choices)}", lambda x: x in choices)
     elif isinstance(default, bool):
         check = ("true or false", lambda x: isinstance(x, bool))
     meta = {"help": help, "check": check, "choices": choices, "optional": optional, "resume": resume,
-            "negatable": negatable, "metavar": metavar}
+            "negatable": negatable, "metavar": metavar, "const": const}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -141,6 +143,13 @@ class TrainConfig:
     xla: bool = _setting(False, "compile the TensorFlow training step with XLA (JAX always is)", resume=True)
     precision: str = _setting("float32", "float32, mixed_bfloat16, or mixed_float16 (with loss scaling): for GPUs "
                               "with fast 16-bit arithmetic; on a CPU, measure with `bench` first", choices=PRECISIONS)
+    tensorboard: str | None = _setting(None, "write TensorBoard logs to DIR as the run goes (without DIR: OUT/logs/TAG; "
+                                       "a resumed run continues its run's): losses, images/s, --eval-every's figures, "
+                                       "the sample grid, the settings. Needs the tensorboard package",
+                                       ("a folder name", lambda x: isinstance(x, str)), optional=True, resume=True,
+                                       metavar="DIR", const="")
+    tensorboard_every: int = _setting(50, "with --tensorboard: steps between its points within an epoch (0: once an "
+                                      "epoch)", _integer(0, 1_000_000), resume=True, metavar="STEPS")
     devices: str = _setting("1", "1 or all: train data-parallel on every GPU (TensorFlow's MirroredStrategy, JAX's "
                             "DataParallel), each taking a share of the batch; with TF_CONFIG set, on every machine "
                             "it names (MultiWorkerMirroredStrategy)", choices=("1", "all"), resume=True)
@@ -238,4 +247,14 @@ def add_arguments(parser):
             kwargs = {"choices": meta["choices"]} if meta["choices"] else {
                 "type": field.type.__args__[0] if isinstance(field.type, types.UnionType) else field.type}
         kwargs.update({"metavar": meta["metavar"]} if meta["metavar"] else {})
+        kwargs.update({"nargs": "?", "const": meta["const"]} if meta["const"] is not None else {})
         parser.add_argument("--" + flag(field.name), help=help, default=None, **kwargs)
+
+
+def check_installed(config):
+    """Fail before anything loads when a setting needs a package that is not installed (--tensorboard)."""
+    import importlib.util
+
+    if config.tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
+        raise PrendasError('--tensorboard needs the tensorboard package, which is not installed: pip install '
+                           'tensorboard (or pip install "prendas[tensorboard]")')

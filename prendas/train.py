@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from prendas import Diverged, PrendasError, artifacts, devices
-from prendas.config import RESUME_OPTIONS, TrainConfig
+from prendas.config import RESUME_OPTIONS, TrainConfig, check_installed
 from prendas.data import load_fashion_mnist, select_images, steps_per_epoch
 from prendas.gan import GAN
 from prendas.models import build_discriminator, build_generator
@@ -28,13 +28,14 @@ def train(config, callbacks=(), log=print):
     Extra Keras callbacks may watch it; one with a set_run(run) method is handed the Run first.
     """
     _check_out(config.out)
+    check_installed(config)
     devices.check_machines(config)
     images, data = _training_images(config)
     gan = build_gan(config)
     config, scratch = _where_this_machine_writes(gan, config)
     artifacts.remove_leftovers(config.out, log)
     tag = artifacts.claim_tag(config.out, artifacts.run_tag([config.epochs], config.images))
-    run = Run(gan, config, data, tag)
+    run = Run(gan, _log_folder(config, tag), data, tag)
     return _fit(run, images, callbacks, log, scratch)
 
 
@@ -65,6 +66,7 @@ def resume(checkpoint, epochs, expect=None, callbacks=(), log=print, **changes):
         changes["out"] = str(checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else Path("."))
     config = config.replace(epochs=epochs, **{k: v for k, v in changes.items() if v is not None})
     _check_out(config.out)
+    check_installed(config)
     devices.check_machines(config)
     images, data = _training_images(config)
     gan = build_gan(config)
@@ -73,6 +75,7 @@ def resume(checkpoint, epochs, expect=None, callbacks=(), log=print, **changes):
     segments = meta["segments"] + [epochs]
     artifacts.remove_leftovers(config.out, log)
     tag = artifacts.claim_tag(config.out, artifacts.run_tag(segments, config.images))
+    config = _log_folder(config, tag, meta["config"].get("tensorboard"))
     run = Run(gan, config, data, tag, meta["segments"], meta["history"], list(frames), str(checkpoint),
               meta.get("evaluations", ()), meta.get("best"))
     run.training_seconds_before = meta["training_seconds"]
@@ -102,7 +105,14 @@ def _where_this_machine_writes(gan, config):
     if devices.writes_files(gan):
         return config, None
     scratch = tempfile.mkdtemp(prefix="prendas-worker-")
-    return config.replace(out=scratch), scratch
+    return config.replace(out=scratch, tensorboard=None), scratch
+
+
+def _log_folder(config, tag, before=None):
+    """--tensorboard without a folder: the folder the resumed run logged to (`before`), else OUT/logs/TAG."""
+    if config.tensorboard != "":
+        return config
+    return config.replace(tensorboard=before or str(Path(config.out) / "logs" / tag))
 
 
 def build_gan(config):
@@ -216,12 +226,20 @@ def _fit_here(run, images, callbacks, log, scratch):
         if hasattr(callback, "set_run"):  # callbacks that want the run's history and frames (NotebookMonitor)
             callback.set_run(run)
     run.gan.attach_data(images, labels, config.batch_size)  # into device memory, once
+    board = []
+    if config.tensorboard is not None:  # (after RunRecorder, which adds the epoch's record and grid)
+        from prendas.tensorboard_log import TensorBoardLog
+
+        board = [TensorBoardLog(run, steps)]
+        folder = Path(config.tensorboard)
+        shown = folder.parent if folder.parent.name == "logs" else folder  # (OUT/logs holds every run's: compare them)
+        log(f"TensorBoard logs in {folder}; see them with: tensorboard --logdir {shown}")
     run.gan.fit(
         devices.step_numbers(steps, run.gan),  # each step takes its batch from the attached images by its number
         epochs=run.last_epoch,
         initial_epoch=run.first_epoch,
         shuffle=False,  # RunRecorder orders each epoch, reproducibly from the seed
-        callbacks=[RunRecorder(run), ProgressLogger(run, log), *callbacks],
+        callbacks=[RunRecorder(run), ProgressLogger(run, log), *board, *callbacks],
         verbose=0,
     )
     if scratch:
