@@ -90,7 +90,7 @@ ENV HOME=/home/jovyan \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 WORKDIR /home/jovyan/work
-EXPOSE 8888
+EXPOSE 8888 6006
 
 # /api answers without a token. The server starts in seconds; the start period leaves room for a slow
 # first start of this multi-gigabyte image.

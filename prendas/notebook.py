@@ -46,6 +46,17 @@ def environment_report():
     return "\n".join(lines)
 
 
+def prepare_tensorboard():
+    """Before %tensorboard: point it at the tensorboard program beside this kernel's Python (a virtual environment
+    need not be on PATH); the arguments it needs here: in Docker, listening beyond the container (port 6006)."""
+    import sys
+
+    beside = Path(sys.executable).with_name("tensorboard")
+    if beside.is_file():
+        os.environ.setdefault("TENSORBOARD_BINARY", str(beside))
+    return "--bind_all" if Path("/.dockerenv").exists() else ""
+
+
 def show_images(paths, width=None):
     """Show image files (PNG or GIF, animated) side by side, embedded in the notebook."""
     import base64
@@ -146,3 +157,99 @@ class NotebookMonitor(keras.callbacks.Callback):
         samples.axis("off")
         fig.tight_layout()
         return fig
+
+
+# ---- the garment explorer ---------------------------------------------------------------------
+
+SHIPPED_GENERATOR = "generator_2026-11-30-1719_16+4ep_60000imgs.keras"  # the repository's best (docs/runs.md)
+
+
+def shipped_generator_path(name=SHIPPED_GENERATOR):
+    """The shipped generator: in ./models, or in the models/ of the repository this package runs from; None if neither."""
+    for folder in (Path("models"), Path(__file__).resolve().parent.parent / "models"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _png(pixels, scale):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.kron(pixels, np.ones((scale, scale), np.uint8))).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class GarmentExplorer:
+    """An interactive panel on a generator (ipywidgets): choose the garment (a conditional generator), draw new
+    ones (a seed, or the button), and walk with the slider from the first garment drawn to another of its class
+    (the second noise vector's).
+
+    Show it by leaving it as a cell's last expression; `.panel` is the widget.
+    """
+
+    COUNT = 16  # garments drawn at once, in two rows
+
+    def __init__(self, generator, title="", seed=0):
+        import ipywidgets as w
+
+        from prendas.data import CLASS_NAMES
+        from prendas.models import generator_signature
+
+        self.generator = generator
+        self.latent_dim, self.conditional = generator_signature(generator)
+        self.garment = w.Dropdown(options=[("every class", -1)] + [(n, i) for i, n in enumerate(CLASS_NAMES)],
+                                  value=-1, description="garment", layout=w.Layout(width="230px"))
+        self.seed = w.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed", layout=w.Layout(width="170px"))
+        self.new = w.Button(description="New garments", icon="refresh", button_style="primary")
+        self.walk = w.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description="walk", readout_format=".2f",
+                                  continuous_update=True, layout=w.Layout(width="300px"))
+        self.grid, self.start, self.end, self.between = (w.Image(format="png") for _ in range(4))
+        self.new.on_click(lambda _: setattr(self.seed, "value", self.seed.value + 1))
+        for control in (self.garment, self.seed):
+            control.observe(lambda _: self.draw(), names="value")
+        self.walk.observe(lambda _: self._draw_walk(), names="value")
+        controls = [self.garment] if self.conditional else []
+        walk_help = w.HTML("<small>from the first garment drawn (left) to another of its kind (right)</small>")
+        self.panel = w.VBox([
+            w.HTML(f"<b>{title}</b>" if title else ""),
+            w.HBox([*controls, self.seed, self.new]),
+            self.grid,
+            w.HBox([self.start, w.VBox([self.walk, walk_help, self.between], layout=w.Layout(align_items="center")),
+                    self.end], layout=w.Layout(align_items="center")),
+        ])
+        self.draw()
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.panel._repr_mimebundle_(**kwargs)
+
+    def labels(self, n):
+        """The classes of n garments: the one chosen, or every class in turn; None for an unconditional generator."""
+        from prendas.sampling import balanced_labels
+
+        if not self.conditional:
+            return None
+        return balanced_labels(n) if self.garment.value < 0 else np.full(n, self.garment.value, np.int32)
+
+    def draw(self):
+        """New garments for the seed and class chosen, and the walk between the first two."""
+        from prendas.artifacts import image_grid
+        from prendas.sampling import generate_images, latent_batch
+
+        self.z = latent_batch(self.COUNT, self.latent_dim, self.seed.value)
+        self.images = generate_images(self.generator, self.z, self.labels(self.COUNT))
+        self.grid.value = _png(image_grid(self.images, cols=8, scale=1), 3)
+        # The walk: from the first garment to the one the second noise draws in the first garment's class.
+        labels = self.labels(self.COUNT)
+        self.walk_label = None if labels is None else labels[:1]
+        self.ends = generate_images(self.generator, self.z[:2], None if labels is None else np.repeat(labels[:1], 2))
+        self.start.value, self.end.value = _png(self.ends[0], 3), _png(self.ends[1], 3)
+        self._draw_walk()
+
+    def _draw_walk(self):
+        from prendas.sampling import generate_images, interpolate_latents
+
+        steps = round(1 / self.walk.step) + 1
+        z = interpolate_latents(self.z[0], self.z[1], steps)[round(self.walk.value / self.walk.step)]
+        self.walked = generate_images(self.generator, z[None], self.walk_label)[0]
+        self.between.value = _png(self.walked, 6)

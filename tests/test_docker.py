@@ -21,6 +21,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 WORKDIR = "/home/jovyan/work"  # where the repository is bind-mounted and JupyterLab is rooted
 DATA_DIR = "/usr/share/datasets/fashion-mnist"  # what the Debian package dataset-fashion-mnist installs
 PORT = "8888"
+TENSORBOARD_PORT = "6006"
 
 
 # --- reading the files -------------------------------------------------------------------------------
@@ -236,7 +237,9 @@ def test_compose_publishes_jupyter_on_loopback_only(compose):
                 assert len(parts) == 3, f"{name}: {port!r} must name the host address, 127.0.0.1"
                 host_ip, published, target = parts
             assert host_ip == "127.0.0.1", f"{name}: {port!r} is reachable from the network"
-            assert (published, target) == (PORT, PORT), f"{name}: {port!r}"
+            # Jupyter's, and TensorBoard's, which the notebook starts and shows inline (%tensorboard)
+            assert (published, target) in ((PORT, PORT), (TENSORBOARD_PORT, TENSORBOARD_PORT)), f"{name}: {port!r}"
+        assert f"127.0.0.1:{PORT}:{PORT}" in map(str, ports), f"{name} does not publish Jupyter's port"
 
 
 def test_compose_requires_a_token_and_hard_codes_none(compose):

@@ -1,6 +1,8 @@
 """gan_prendas.ipynb: committed clean, parameterised papermill-style, and run end to end headless."""
 
+import contextlib
 import json
+import os
 import re
 
 import nbformat
@@ -10,7 +12,7 @@ from conftest import ROOT
 from prendas import notebook
 
 NOTEBOOK = ROOT / "gan_prendas.ipynb"
-PARAMETERS = ["EPOCHS", "BATCH_SIZE", "IMAGES", "LATENT_DIM", "SEED", "CONDITIONAL_EPOCHS", "RESUME_FROM"]
+PARAMETERS = ["EPOCHS", "BATCH_SIZE", "IMAGES", "LATENT_DIM", "SEED", "CONDITIONAL_EPOCHS", "RESUME_FROM", "TENSORBOARD"]
 
 
 def _code_cells():
@@ -46,7 +48,16 @@ def executed(tmp_path_factory):
             cwd=str(out),
             progress_bar=False,
         )
-    return out
+    yield out
+    # The notebook's %tensorboard started a TensorBoard server on these logs; it outlives the kernel.
+    import signal
+
+    from tensorboard import manager
+
+    for info in manager.get_all():
+        if str(out) in info.logdir or str(out) in info.cache_key:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(info.pid, signal.SIGTERM)
 
 
 def _tags(folder, pattern):
@@ -74,6 +85,14 @@ def test_run_all_writes_the_tagged_files(executed):
     # real garments per class, live training figures, the generated grid, the walk between two garments,
     # the conditional GAN's live figures, its ten rows (one per class) and its two class morphs
     assert len(pngs) >= 8
+    # The three garment explorers (the shipped generator, the run, the conditional run) are widgets.
+    widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(widgets) == 3
+    assert "tensorboard-frame" in html  # %tensorboard showed TensorBoard inline
+    from test_tensorboard import read_log
+
+    scalars, images, _ = read_log(executed / "logs" / tag)  # the run logged for it, and section 6 continued it
+    assert [s for s, _ in scalars["epoch/d_loss"]] == [4, 8, 12] == [s for s, _, _ in images["samples/fixed_noise"]]
     [conditional] = (executed / "conditional" / "models").glob("generator_*_1ep_256imgs.keras")
     assert json.loads(conditional.with_name(conditional.name.replace("generator_", "run_")).with_suffix(".json")
                       .read_text())["config"]["conditional"] is True

@@ -1,0 +1,62 @@
+"""The garment explorer of the notebook (ipywidgets): what its controls do to the pictures it shows. (That it
+renders and answers clicks in JupyterLab in a real browser was tried by hand: docs/notebook.md.)"""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from prendas.artifacts import image_grid, load_generator
+from prendas.models import build_generator
+from prendas.notebook import GarmentExplorer, shipped_generator_path
+from prendas.sampling import generate_images, interpolate_latents, latent_batch
+
+
+def _pixels(png, scale):
+    return np.asarray(Image.open(io.BytesIO(png)))[::scale, ::scale]
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    path = shipped_generator_path()
+    assert path is not None, "the shipped generator is missing from models/"
+    return load_generator(path)
+
+
+def test_it_shows_the_garments_of_the_class_and_seed_chosen(shipped):
+    explorer = GarmentExplorer(shipped, seed=4)
+    z = latent_batch(16, 100, 4)
+    every = generate_images(shipped, z)  # every class in turn
+    assert np.array_equal(_pixels(explorer.grid.value, 3), image_grid(every, cols=8, scale=1))
+    explorer.garment.value = 8  # bags
+    bags = generate_images(shipped, z, np.full(16, 8))
+    assert np.array_equal(_pixels(explorer.grid.value, 3), image_grid(bags, cols=8, scale=1))
+    explorer.new.click()  # the button: the next seed
+    assert explorer.seed.value == 5
+    assert np.array_equal(explorer.images, generate_images(shipped, latent_batch(16, 100, 5), np.full(16, 8)))
+    explorer.seed.value = 4
+    assert np.array_equal(explorer.images, bags)
+
+
+def test_the_slider_walks_from_the_first_garment_to_another_of_its_class(shipped):
+    explorer = GarmentExplorer(shipped, seed=2)
+    explorer.garment.value = 7  # sneakers
+    z, sneaker = latent_batch(16, 100, 2), np.full(1, 7)
+    assert np.array_equal(_pixels(explorer.between.value, 6), explorer.images[0])  # at 0: the first garment
+    explorer.walk.value = 1.0
+    assert np.array_equal(explorer.walked, generate_images(shipped, z[1:2], sneaker)[0])
+    assert np.array_equal(_pixels(explorer.end.value, 3), explorer.walked)
+    explorer.walk.value = 0.5
+    halfway = interpolate_latents(z[0], z[1], 21)[10]
+    assert np.array_equal(explorer.walked, generate_images(shipped, halfway[None], sneaker)[0])
+    assert not np.array_equal(explorer.walked, explorer.images[0])
+
+
+def test_an_unconditional_generator_has_no_class_to_choose():
+    generator = build_generator(12)
+    explorer = GarmentExplorer(generator, title="untrained")
+    assert explorer.garment not in explorer.panel.children[1].children
+    assert np.array_equal(explorer.images, generate_images(generator, latent_batch(16, 12, 0)))
+    bundle = explorer._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
