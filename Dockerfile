@@ -41,7 +41,7 @@ RUN useradd --create-home --no-log-init --uid 1000 --gid 100 --shell /bin/bash j
     && chown 1000:100 /home/jovyan/work \
     && chmod 2775 /home/jovyan /home/jovyan/work
 
-# Exactly the pins of requirements.txt (through requirements-notebook.txt: + JupyterLab, ipykernel);
+# Exactly the pins of requirements.txt (through requirements-notebook.txt: + JupyterLab, ipykernel, ipywidgets);
 # tensorflow again with the [and-cuda] extra, same version: the nvidia-*-cu12 wheels (CUDA 12, cuDNN 9).
 COPY requirements.txt requirements-notebook.txt /tmp/requirements/
 RUN pip install --no-cache-dir \
