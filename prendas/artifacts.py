@@ -189,8 +189,6 @@ def _ours(folder, name):
 
 
 def _alive(pid):
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -290,6 +288,12 @@ def load_checkpoint(path):
     if missing:
         raise PrendasError(f"{path} is an incomplete prendas checkpoint (no {', '.join(missing)})")
     return meta, frames, {g: [arrays[i] for i in sorted(arrays)] for g, arrays in groups.items()}
+
+
+def non_finite_groups(groups):
+    """The names of the groups ({name: [arrays or variables]}) holding a NaN or an infinity in a floating array."""
+    return [name for name, arrays in groups.items()
+            if not all(np.isfinite(a).all() for a in map(np.asarray, arrays) if np.issubdtype(a.dtype, np.floating))]
 
 
 def restore_variables(state_variables, saved, path):

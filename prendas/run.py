@@ -99,12 +99,10 @@ class Run:
         record = self.record("running")  # run.json says "complete" only once save_final has written every file
         meta = {"format": artifacts.CHECKPOINT_FORMAT, "version": artifacts.CHECKPOINT_VERSION, **record,
                 "status": "running" if self.epochs_done < self.last_epoch else "complete"}
-        if path is not None:  # a copy of the state elsewhere (the best so far): the run's own files stay as they are
-            artifacts.save_checkpoint(path, self.gan.state_variables(), meta, self.frames)
-            return
-        artifacts.save_checkpoint(self.paths["checkpoint"], self.gan.state_variables(), meta, self.frames)
-        self.last_checkpoint = (str(self.paths["checkpoint"]), self.epochs_done)
-        artifacts.write_json(self.paths["run_json"], record)
+        artifacts.save_checkpoint(path or self.paths["checkpoint"], self.gan.state_variables(), meta, self.frames)
+        if path is None:  # (a copy elsewhere, the best so far, leaves the run's own files as they are)
+            self.last_checkpoint = (str(self.paths["checkpoint"]), self.epochs_done)
+            artifacts.write_json(self.paths["run_json"], record)
 
     def keep_if_best(self):
         """After a measurement: if it is the best so far by config.keep_best, write the generator that drew it,
@@ -269,8 +267,7 @@ def _check_finite(run, epoch, logs):
     """
     bad = [name for name in ("d_loss", "g_loss") if not np.isfinite(float(logs[name]))]
     names = {"ema_generator": "moving average", "g_optimizer": "generator's Adam", "d_optimizer": "discriminator's Adam"}
-    bad += [names.get(group, group) for group, variables in run.gan.state_variables().items()
-            if not all(np.isfinite(a).all() for a in map(np.asarray, variables) if np.issubdtype(a.dtype, np.floating))]
+    bad += [names.get(group, group) for group in artifacts.non_finite_groups(run.gan.state_variables())]
     if bad:
         last = "{} (epoch {})".format(*run.last_checkpoint) if run.last_checkpoint else "none: the run wrote none"
         raise Diverged(

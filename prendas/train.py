@@ -12,7 +12,6 @@ import warnings
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from prendas import Diverged, PrendasError, artifacts, devices
 from prendas.config import RESUME_OPTIONS, TrainConfig, check_installed
@@ -27,7 +26,7 @@ def train(config, callbacks=(), log=print):
 
     Extra Keras callbacks may watch it; one with a set_run(run) method is handed the Run first.
     """
-    _check_out(config.out)
+    artifacts.check_writable(config.out, "--out")  # now, not after the first epoch
     check_installed(config)
     devices.check_machines(config)
     images, data = _training_images(config)
@@ -52,8 +51,7 @@ def resume(checkpoint, epochs, expect=None, callbacks=(), log=print, **changes):
     TrainConfig(epochs=epochs, checkpoint_every=changes.get("checkpoint_every") or 1)  # range checks before the heavy load
     checkpoint = newest_checkpoint(checkpoint, log)
     meta, frames, saved = artifacts.load_checkpoint(checkpoint)
-    networks = ("generator", "discriminator", "ema_generator")
-    if not all(np.isfinite(a).all() for g in networks for a in saved.get(g, []) if np.issubdtype(a.dtype, np.floating)):
+    if artifacts.non_finite_groups({g: saved[g] for g in ("generator", "discriminator", "ema_generator") if g in saved}):
         raise Diverged(f"{checkpoint} holds non-finite weights (NaN or infinity) and cannot be resumed: resume an "
                        f"earlier checkpoint of the run")
     config = TrainConfig.from_dict(meta["config"])
@@ -65,7 +63,7 @@ def resume(checkpoint, epochs, expect=None, callbacks=(), log=print, **changes):
     if changes.get("out") is None:
         changes["out"] = str(checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else Path("."))
     config = config.replace(epochs=epochs, **{k: v for k, v in changes.items() if v is not None})
-    _check_out(config.out)
+    artifacts.check_writable(config.out, "--out")  # now, not after the first epoch
     check_installed(config)
     devices.check_machines(config)
     images, data = _training_images(config)
@@ -173,11 +171,6 @@ def build_gan(config):
         gan.compile(**optimizers, steps_per_execution=config.steps_per_execution, jit_compile=config.xla)
         gan.build_optimizers()
     return gan
-
-
-def _check_out(out):
-    """Fail now, not after the first epoch, if the output folder cannot be made or written."""
-    artifacts.check_writable(out, "--out")
 
 
 def _training_images(config):
