@@ -8,6 +8,13 @@ where TensorFlow is not installed.
 __version__ = "0.1.0"
 
 
+def command():
+    """How the user started the command line, for the commands it suggests: `prendas` (installed) or `python -m prendas`."""
+    import sys
+
+    return "prendas" if sys.argv and sys.argv[0].rsplit("/", 1)[-1] == "prendas" else "python -m prendas"
+
+
 class PrendasError(Exception):
     """A mistake the user can fix: a bad flag, a missing or corrupted file, a mismatched model.
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prendas import PrendasError
+from prendas import PrendasError, command
 from prendas.config import PRECISIONS, PRESETS, RESUME_OPTIONS, TrainConfig, add_arguments, check_installed, flag
 from prendas.data import CLASS_NAMES
 
@@ -23,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser():
     defaults = TrainConfig()
-    parser = _Parser(prog="python -m prendas", description="A DCGAN that draws garments (Fashion-MNIST).")
+    parser = _Parser(prog=command(), description="A DCGAN that draws garments (Fashion-MNIST).")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = commands.add_parser(
@@ -274,6 +274,7 @@ def choose_backend():
         raise PrendasError('no Keras backend is installed: pip install "prendas[tensorflow]" (or "prendas[jax]" '
                            'for JAX without TensorFlow)')
     os.environ["KERAS_BACKEND"] = "jax"
+    print("prendas: TensorFlow is not installed; running on JAX (KERAS_BACKEND=jax)", file=sys.stderr)
 
 
 def main(argv=None):
@@ -286,13 +287,16 @@ def main(argv=None):
     except PrendasError as e:
         print(f"prendas {args.command}: error: {e}", file=sys.stderr)
         return e.exit_status
-    except KeyboardInterrupt:
-        hint = ""
-        if args.command == "train":
-            hint = (": continue it with `python -m prendas train --resume OUT --epochs N` (OUT: the run's folder; "
-                    "its newest checkpoint is taken), draw from it with `python -m prendas generate --model "
-                    "OUT/checkpoints/checkpoint_TAG.npz`")
-        print(f"prendas {args.command}: interrupted; the last checkpoint (if any) is intact{hint}", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        # A stopped run notes where it stopped and the commands that go on from there (train.stopped_message).
+        notes = getattr(e, "__notes__", None)
+        if args.command != "train":
+            said = "interrupted"
+        elif notes:
+            said = notes[-1]
+        else:
+            said = "interrupted before the run wrote its first checkpoint: there is nothing to continue"
+        print(f"prendas {args.command}: {said}", file=sys.stderr)
         return 130
     return 0
 

@@ -5,6 +5,7 @@ checkpoint left it (weights, optimizer moments, noise and dropout streams, epoch
 """
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import keras
 
-from prendas import Diverged, PrendasError, artifacts, devices
+from prendas import Diverged, PrendasError, artifacts, command, devices
 from prendas.config import RESUME_OPTIONS, TrainConfig, check_installed
 from prendas.data import load_fashion_mnist, select_images, steps_per_epoch
 from prendas.gan import GAN
@@ -185,8 +186,12 @@ def _fit(run, images, callbacks, log, scratch=None):
     except BaseException as stopped:
         if run.last_checkpoint is None or run.last_checkpoint[0] == run.resumed_from:
             run.paths["run_json"].unlink(missing_ok=True)  # the tag's claim: this run wrote nothing under it
-        if run.last_checkpoint and not scratch:
-            log(stopped_message(run, stopped))
+        elif not scratch:  # its record says it stopped (a kill -9 leaves "running": nothing runs to say it)
+            with contextlib.suppress(OSError, ValueError, PrendasError):  # (never hiding why the run stopped)
+                record = json.loads(run.paths["run_json"].read_text())
+                artifacts.write_json(run.paths["run_json"], {**record, "status": _why(stopped)})
+        if run.last_checkpoint and not scratch:  # shown under the traceback, and by the command line
+            stopped.add_note(stopped_message(run, stopped))
         raise
     finally:
         if scratch:
@@ -196,10 +201,13 @@ def _fit(run, images, callbacks, log, scratch=None):
 def stopped_message(run, stopped):
     """What a run stopped before its end (Ctrl-C, divergence, a crash) leaves, and how to go on from it."""
     path, epochs = run.last_checkpoint
-    why = {KeyboardInterrupt: "interrupted", Diverged: "diverged"}.get(type(stopped), f"stopped ({type(stopped).__name__})")
-    return (f"run {run.tag} {why} in epoch {len(run.history) + 1}; its last checkpoint, {path}, holds {epochs} "
-            f"epoch{'s' if epochs != 1 else ''}. Continue it: python -m prendas train --resume {path} --epochs N; "
-            f"draw from it: python -m prendas generate --model {path} (or evaluate --model {path})")
+    return (f"run {run.tag} {_why(stopped)} in epoch {len(run.history) + 1}; its last checkpoint, {path}, holds "
+            f"{epochs} epoch{'s' if epochs != 1 else ''}. Continue it: {command()} train --resume {path} --epochs N; "
+            f"draw from it: {command()} generate --model {path} (or evaluate --model {path})")
+
+
+def _why(stopped):
+    return {KeyboardInterrupt: "interrupted", Diverged: "diverged"}.get(type(stopped), "stopped")
 
 
 def _fit_here(run, images, callbacks, log, scratch):
@@ -210,7 +218,8 @@ def _fit_here(run, images, callbacks, log, scratch):
     replicas = devices.replicas(run.gan)
     log(
         f"run {run.tag} ({config.recipe()}): {len(images):,} images{note} from {run.data['source']}, "
-        f"epochs {run.first_epoch + 1}-{run.last_epoch}, {steps} step{'s' if steps > 1 else ''} of "
+        + (f"epochs {run.first_epoch + 1}-{run.last_epoch}" if config.epochs > 1 else f"epoch {run.last_epoch}")
+        + f", {steps} step{'s' if steps > 1 else ''} of "
         f"{config.batch_size} images each"
         + (f" over {replicas} devices" if replicas > 1 else "") + ", "
         + ("writing nothing: the chief (worker 0, or the chief task) writes the files" if scratch else f"writing to {Path(config.out).resolve()}")
@@ -239,7 +248,7 @@ def _fit_here(run, images, callbacks, log, scratch):
         log(f"done: {run.epochs_done} epochs; the chief wrote the files")
         return run
     log(
-        f"done: {run.tag} ({run.epochs_done} epochs); models in {run.paths['generator'].parent}, images in "
+        f"done: {run.tag} ({run.epochs_done} epoch{'s' if run.epochs_done != 1 else ''}); models in {run.paths['generator'].parent}, images in "
         f"{run.paths['grid'].parent}, checkpoint {run.paths['checkpoint']}"
     )
     return run

@@ -81,12 +81,36 @@ class _StopAt(keras.callbacks.Callback):
 
 
 def test_an_interrupted_run_says_how_to_continue_it_and_draw_from_it(tmp_path):
-    lines = []
-    with pytest.raises(KeyboardInterrupt):
-        train(TrainConfig(epochs=5, out=str(tmp_path), **TINY), callbacks=[_StopAt(2)], log=lines.append)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        train(TrainConfig(epochs=5, out=str(tmp_path), **TINY), callbacks=[_StopAt(2)], log=lambda line: None)
     [checkpoint] = (tmp_path / "checkpoints").glob("checkpoint_*.npz")
-    assert lines[-1].startswith("run ") and "interrupted in epoch 3" in lines[-1], lines[-1]
-    assert "holds 2 epochs" in lines[-1] and f"--resume {checkpoint} --epochs N" in lines[-1]
-    assert f"generate --model {checkpoint}" in lines[-1]
+    [note] = stopped.value.__notes__  # shown under the traceback (a notebook) and by the command line
+    assert note.startswith("run ") and "interrupted in epoch 3" in note and "holds 2 epochs" in note, note
+    assert f"--resume {checkpoint} --epochs N" in note and f"generate --model {checkpoint}" in note
     assert artifacts.checkpoint_about(checkpoint)["epoch"] == 2
     assert generate_images(artifacts.load_generator(checkpoint), latent_batch(4, 16, 0)).shape == (4, 28, 28)
+    [record] = (tmp_path / "models").glob("run_*.json")
+    assert json.loads(record.read_text())["status"] == "interrupted"  # not "running": nothing runs
+
+
+def test_the_command_line_prints_the_note_once_and_names_itself_as_it_was_called(monkeypatch, capsys, tmp_path):
+    import sys
+
+    from prendas import command, train as training
+
+    def stopped(config):
+        error = KeyboardInterrupt()
+        error.add_note("run T interrupted in epoch 3; its last checkpoint, c.npz, holds 2 epochs. Continue it: ...")
+        raise error
+
+    monkeypatch.setattr(training, "train", stopped)
+    assert main(["train", "--out", str(tmp_path)]) == 130
+    out, err = capsys.readouterr()
+    assert err == "prendas train: run T interrupted in epoch 3; its last checkpoint, c.npz, holds 2 epochs. Continue it: ...\n"
+    monkeypatch.setattr(training, "train", lambda config: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert main(["train", "--out", str(tmp_path)]) == 130
+    assert "before the run wrote its first checkpoint: there is nothing to continue" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/prendas", "train"])
+    assert command() == "prendas"
+    monkeypatch.setattr(sys, "argv", ["/repo/prendas/__main__.py", "train"])
+    assert command() == "python -m prendas"
