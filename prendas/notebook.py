@@ -130,13 +130,16 @@ class NotebookMonitor(keras.callbacks.Callback):
         """The bar, the epoch, the time so far and (once known) the time left in the epoch and in the run."""
         total = self.run.config.epochs
         elapsed = time.perf_counter() - self._started
-        epoch = min(int(epochs_done) + 1, total) + self.run.first_epoch
+        between = 0 < epochs_done == int(epochs_done)  # at an epoch's end: the one just done
+        epoch = int(epochs_done) + self.run.first_epoch + (0 if between else 1)
         rest = ""
         if left is not None and epochs_done < total:
-            rest = f" &middot; this epoch: {format_seconds(left[0])} left &middot; the run: about {format_seconds(left[1])} left"
+            rest = (("" if between else f" &middot; this epoch: {format_seconds(left[0])} left")
+                    + f" &middot; the run: about {format_seconds(left[1])} left")
         return (
             f'<progress value="{epochs_done:.3f}" max="{total}" style="width:60%"></progress> '
-            f"epoch {epoch}/{self.run.last_epoch} &middot; {format_seconds(elapsed)} elapsed{rest}"
+            f"epoch {epoch}/{self.run.last_epoch}{' done' if between else ''} &middot; "
+            f"{format_seconds(elapsed)} elapsed{rest}"
         )
 
     def figure(self):

@@ -108,8 +108,8 @@ class EventWriter:
 
 
 class TensorBoardLog(keras.callbacks.Callback):
-    """Writes a run's curves to config.tensorboard: every `tensorboard_every` steps the losses (their mean over
-    those steps) and images/s; each epoch the same over the epoch, the quality figures of --eval-every and the
+    """Writes a run's curves to config.tensorboard: every `tensorboard_every` steps the losses (their mean since the
+    previous point, within the epoch) and images/s; each epoch the same over the epoch, the quality figures of --eval-every and the
     fixed-noise grid; at the start the settings (as a table and as hparams)."""
 
     def __init__(self, run, steps):
@@ -137,14 +137,16 @@ class TensorBoardLog(keras.callbacks.Callback):
         self._point = (0, 0.0, 0.0, time.perf_counter())  # (steps, mean d_loss, mean g_loss) at the last point
 
     def on_train_batch_end(self, batch, logs=None):
-        if not self.every or (batch + 1) % self.every or logs is None:
+        step = self._epoch * self.steps + batch + 1  # the run's step: points every `every` steps, across epochs
+        if not self.every or step % self.every or logs is None:
             return
-        # Keras's logs hold the means over the epoch so far; the mean over the last steps follows from two of them.
+        # Keras's logs hold the means over the epoch so far; the mean since the last point (or the epoch's start)
+        # follows from two of them.
         steps, d_mean, g_mean = batch + 1, float(logs["d_loss"]), float(logs["g_loss"])
         before, d_before, g_before, started = self._point
         now = time.perf_counter()
         n = steps - before
-        self.writer.scalars(self._epoch * self.steps + steps, {
+        self.writer.scalars(step, {
             "steps/d_loss": (d_mean * steps - d_before * before) / n,
             "steps/g_loss": (g_mean * steps - g_before * before) / n,
             "steps/images_per_s": n * self.run.config.batch_size / (now - started),

@@ -94,6 +94,8 @@ def test_run_all_writes_the_tagged_files(executed):
     scalars, images, _ = read_log(executed / "logs" / tag)  # the run logged for it, and section 6 continued it
     assert [s for s, _ in scalars["epoch/d_loss"]] == [4, 8, 12] == [s for s, _, _ in images["samples/fixed_noise"]]
     [conditional] = (executed / "conditional" / "models").glob("generator_*_1ep_256imgs.keras")
+    [conditional_log] = (executed / "conditional" / "logs").iterdir()  # shown in the same TensorBoard
+    assert [s for s, _ in read_log(conditional_log)[0]["epoch/g_loss"]] == [4]
     assert json.loads(conditional.with_name(conditional.name.replace("generator_", "run_")).with_suffix(".json")
                       .read_text())["config"]["conditional"] is True
 

@@ -50,4 +50,7 @@ def test_the_notebook_bar_shows_the_time_left():
     monitor._started = __import__("time").perf_counter()
     html = monitor._bar_html(1.5, (30.0, 150.0))
     assert "epoch 2/4" in html and "this epoch: 0m30s left" in html and "the run: about 2m30s left" in html
+    between = monitor._bar_html(2.0, (0.0, 120.0))  # at the end of epoch 2: no epoch under way
+    assert "epoch 2/4 done" in between and "this epoch" not in between and "the run: about 2m00s left" in between
+    assert "epoch 1/4 &middot;" in monitor._bar_html(0.0)  # before the first step
     assert "left" not in monitor._bar_html(4.0, (0.0, 0.0))  # finished: nothing left to announce

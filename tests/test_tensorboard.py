@@ -112,6 +112,19 @@ def test_without_the_tensorboard_package_it_is_one_line_before_anything_runs(tmp
     assert not (tmp_path / "run").exists() and not (tmp_path / "tb").exists()
 
 
+def test_points_every_n_steps_count_the_run_s_steps_not_the_epoch_s(tmp_path):
+    # 8 steps an epoch, a point every 3: steps 3, 6 | 9, 12, 15 | 18, 21, 24; the first of an epoch averages the
+    # steps since the epoch's start (9: one step, 18: two), the others the 3 since the previous point.
+    run = train(TrainConfig(epochs=3, out=str(tmp_path), tensorboard="", tensorboard_every=3, **TINY),
+                log=lambda line: None)
+    scalars, _, _ = read_log(tmp_path / "logs" / run.tag)
+    assert [s for s, _ in scalars["steps/d_loss"]] == [3, 6, 9, 12, 15, 18, 21, 24]
+    # Weighted by the steps each covers, epoch 2's points (9: 1 step, 12 and 15: 3 each) and its last 1 step
+    # average to its mean; the last step's loss is unknown, so check epoch 3 (18: 2, 21: 3, 24: 3 steps) exactly.
+    third = dict(scalars["steps/g_loss"])
+    assert (2 * third[18] + 3 * third[21] + 3 * third[24]) / 8 == pytest.approx(run.history[2]["g_loss"], rel=1e-5)
+
+
 def test_a_folder_given_is_used_and_bad_settings_are_refused(tmp_path, capsys):
     assert main(["train", "--tensorboard", str(tmp_path / "tb"), "--tensorboard-every", "-1",
                  "--out", str(tmp_path)]) == 2
