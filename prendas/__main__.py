@@ -294,6 +294,8 @@ def main(argv=None):
             said = "interrupted"
         elif notes:
             said = notes[-1]
+        elif args.resume:
+            said = f"interrupted before the resumed run wrote a checkpoint: {args.resume} is as it was, resume it again"
         else:
             said = "interrupted before the run wrote its first checkpoint: there is nothing to continue"
         print(f"prendas {args.command}: {said}", file=sys.stderr)

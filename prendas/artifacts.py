@@ -372,6 +372,6 @@ def checkpoint_about(path):
             meta, averaged = json.loads(str(npz["meta"])), any(k.startswith("ema_generator/") for k in npz.files)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
         raise PrendasError(f"{path} is not a readable prendas checkpoint ({type(e).__name__}: {e})") from None
-    return {"checkpoint": str(path), "tag": meta.get("tag"), "epoch": meta.get("epochs_done"),
+    return {"checkpoint": str(path), "tag": meta.get("tag"), "epoch": meta.get("epochs_done", len(meta.get("history", []))),
             "weights": "moving average" if averaged else "generator as trained",
             "run": {key: meta.get(key) for key in ("tag", "data", "config", "training_seconds")}}

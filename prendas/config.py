@@ -143,9 +143,10 @@ class TrainConfig:
     xla: bool = _setting(False, "compile the TensorFlow training step with XLA (JAX always is)", resume=True)
     precision: str = _setting("float32", "float32, mixed_bfloat16, or mixed_float16 (with loss scaling): for GPUs "
                               "with fast 16-bit arithmetic; on a CPU, measure with `bench` first", choices=PRECISIONS)
-    tensorboard: str | None = _setting(None, "write TensorBoard logs to DIR as the run goes (without DIR: OUT/logs/TAG; "
-                                       "a resumed run continues its run's): losses, images/s, --eval-every's figures, "
-                                       "the sample grid, the settings. Needs the tensorboard package",
+    tensorboard: str | None = _setting(None, "write TensorBoard logs to DIR as the run goes (without DIR: OUT/logs/TAG): "
+                                       "losses, images/s, --eval-every's figures, the sample grid, the settings; a run "
+                                       "that logged goes on logging in its folder when resumed, unless given another "
+                                       "DIR. Needs the tensorboard package",
                                        ("a folder name", lambda x: isinstance(x, str)), optional=True, resume=True,
                                        metavar="DIR", const="")
     tensorboard_every: int = _setting(50, "with --tensorboard: steps between its points within an epoch (0: once an "

@@ -110,8 +110,9 @@ class NotebookMonitor(keras.callbacks.Callback):
         if now - self._shown >= self.every_seconds:
             self._shown = now
             steps = self.params["steps"]
-            left = time_left(self.run, self._epoch, batch + 1, steps, now - self._epoch_started)
-            self._update_bar(self._epoch - self.run.first_epoch + (batch + 1) / steps, left)
+            done = min(batch + 1, steps)  # (Keras numbers a short last call of --steps-per-execution as if whole)
+            left = time_left(self.run, self._epoch, done, steps, now - self._epoch_started)
+            self._update_bar(self._epoch - self.run.first_epoch + done / steps, left)
 
     def on_epoch_end(self, epoch, logs=None):
         from IPython.display import Image

@@ -227,9 +227,10 @@ class ProgressLogger(keras.callbacks.Callback):
         if self.live and now - self._shown > 1.0:
             self._shown = now
             steps, elapsed = self.params["steps"], now - self._started
-            rate = (batch + 1) * self.run.config.batch_size / elapsed
-            epoch_left, run_left = time_left(self.run, self._epoch, batch + 1, steps, elapsed)
-            print(f"\repoch {self._epoch + 1}/{self.run.last_epoch}  step {batch + 1}/{steps}  {rate:,.0f} img/s  "
+            done = min(batch + 1, steps)  # (Keras numbers a short last call of --steps-per-execution as if whole)
+            rate = done * self.run.config.batch_size / elapsed
+            epoch_left, run_left = time_left(self.run, self._epoch, done, steps, elapsed)
+            print(f"\repoch {self._epoch + 1}/{self.run.last_epoch}  step {done}/{steps}  {rate:,.0f} img/s  "
                   f"epoch left {format_seconds(epoch_left)}  run left {format_seconds(run_left)}\x1b[K", end="", flush=True)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -17,6 +17,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from prendas import PrendasError
+
 
 def drop_points_from(folder, step):
     """Rewrite the event files in `folder` without their events at `step` or later (and without a record cut
@@ -24,8 +26,6 @@ def drop_points_from(folder, step):
     import struct
 
     from tensorboard.compat.proto import event_pb2
-
-    from prendas import artifacts
 
     for path in sorted(Path(folder).glob("events.out.tfevents.*")):
         data, kept, offset, dropped = path.read_bytes(), [], 0, False
@@ -41,8 +41,19 @@ def drop_points_from(folder, step):
                 dropped = True
             offset = end
         if dropped or offset != len(data):
-            with artifacts.atomic_path(path) as tmp:
-                Path(tmp).write_bytes(b"".join(kept))
+            # (atomic_path's temporary keeps the name, "tfevents" and all, which TensorBoard would read as a file of
+            # events: a name of its own, renamed into place the same way)
+            tmp = path.with_name(f".rewrite.{os.getpid()}.tmp")
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(b"".join(kept))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except OSError as e:
+                raise PrendasError(f"could not rewrite {path}: {e.strerror or e} (it is intact)") from None
+            finally:
+                tmp.unlink(missing_ok=True)
 
 
 class EventWriter:
@@ -121,8 +132,11 @@ class TensorBoardLog(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         run = self.run
         first = run.first_epoch * self.steps
-        if run.resumed_from and Path(run.config.tensorboard).is_dir():  # (a new run leaves a folder's files alone)
-            drop_points_from(run.config.tensorboard, first + 1)
+        folder = Path(run.config.tensorboard)
+        # A resumed run replaces what was logged after its checkpoint; a new run, what a run that died before its
+        # first checkpoint (its tag then free again) left in its own folder, OUT/logs/TAG. A folder given is shared.
+        if folder.is_dir() and (run.resumed_from or folder == Path(run.config.out) / "logs" / run.tag):
+            drop_points_from(folder, first + 1)
         self.writer = EventWriter(run.config.tensorboard)
         self.writer.start_at(first + 1)
         settings = {"tag": run.tag, "recipe": run.config.recipe(), **run.config.to_dict()}
@@ -134,15 +148,20 @@ class TensorBoardLog(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._last = epoch * self.steps
         self._point = (0, 0.0, 0.0, time.perf_counter())  # (steps, mean d_loss, mean g_loss) at the last point
 
     def on_train_batch_end(self, batch, logs=None):
-        step = self._epoch * self.steps + batch + 1  # the run's step: points every `every` steps, across epochs
-        if not self.every or step % self.every or logs is None:
+        # The run's step: a point each time it passes a multiple of `every` (Keras calls this once per compiled
+        # call of --steps-per-execution steps, so the multiple itself may be skipped).
+        done = min(batch + 1, self.steps)  # (Keras numbers a short last call as if it were whole)
+        step, last = self._epoch * self.steps + done, self._last
+        self._last = step
+        if not self.every or step // self.every == last // self.every or logs is None:
             return
         # Keras's logs hold the means over the epoch so far; the mean since the last point (or the epoch's start)
         # follows from two of them.
-        steps, d_mean, g_mean = batch + 1, float(logs["d_loss"]), float(logs["g_loss"])
+        steps, d_mean, g_mean = done, float(logs["d_loss"]), float(logs["g_loss"])
         before, d_before, g_before, started = self._point
         now = time.perf_counter()
         n = steps - before
@@ -152,6 +171,7 @@ class TensorBoardLog(keras.callbacks.Callback):
             "steps/images_per_s": n * self.run.config.batch_size / (now - started),
         })
         self._point = (steps, d_mean, g_mean, now)
+        self.writer.flush()  # (on disk at once: a run stopped by an exception never reaches on_train_end)
 
     def on_epoch_end(self, epoch, logs=None):
         run, step = self.run, (epoch + 1) * self.steps

@@ -5,6 +5,7 @@ checkpoint left it (weights, optimizer moments, noise and dropout streams, epoch
 """
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -63,7 +64,16 @@ def resume(checkpoint, epochs, expect=None, callbacks=(), log=print, **changes):
             )
     if changes.get("out") is None:
         changes["out"] = str(checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else Path("."))
+    logged = meta["config"].get("tensorboard")  # where the run logged for TensorBoard, if it did
+    if logged is not None and changes.get("tensorboard") is None:  # it goes on logging there, where it can
+        changes["tensorboard"] = ""
+        if importlib.util.find_spec("tensorboard") is None:
+            log("the run logged for TensorBoard, but the tensorboard package is not installed here: this session "
+                "does not log")
+            changes["tensorboard"] = logged = None
     config = config.replace(epochs=epochs, **{k: v for k, v in changes.items() if v is not None})
+    if logged is None and changes.get("tensorboard") is None:
+        config = config.replace(tensorboard=None)
     artifacts.check_writable(config.out, "--out")  # now, not after the first epoch
     check_installed(config)
     devices.check_machines(config)
@@ -74,7 +84,7 @@ def resume(checkpoint, epochs, expect=None, callbacks=(), log=print, **changes):
     segments = meta["segments"] + [epochs]
     artifacts.remove_leftovers(config.out, log)
     tag = artifacts.claim_tag(config.out, artifacts.run_tag(segments, config.images))
-    config = _log_folder(config, tag, meta["config"].get("tensorboard"))
+    config = _log_folder(config, tag, logged, meta["config"]["out"])
     run = Run(gan, config, data, tag, meta["segments"], meta["history"], list(frames), str(checkpoint),
               meta.get("evaluations", ()), meta.get("best"))
     run.training_seconds_before = meta["training_seconds"]
@@ -107,10 +117,14 @@ def _where_this_machine_writes(gan, config):
     return config.replace(out=scratch, tensorboard=None), scratch
 
 
-def _log_folder(config, tag, before=None):
-    """--tensorboard without a folder: the folder the resumed run logged to (`before`), else OUT/logs/TAG."""
+def _log_folder(config, tag, before=None, out_before=None):
+    """--tensorboard without a folder: the folder the resumed run logged to (`before`; where it was inside the run's
+    OUT, the same place in this OUT, so that a resume started from elsewhere finds it), else OUT/logs/TAG."""
     if config.tensorboard != "":
         return config
+    if before and out_before is not None:
+        with contextlib.suppress(ValueError):  # (a folder outside OUT stays where it was)
+            before = str(Path(config.out) / Path(before).relative_to(out_before))
     return config.replace(tensorboard=before or str(Path(config.out) / "logs" / tag))
 
 

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from prendas import artifacts
+from prendas import PrendasError, artifacts
 from prendas.__main__ import main
 from prendas.config import TrainConfig
 from prendas.sampling import generate_images, latent_batch
@@ -40,7 +40,7 @@ def test_without_an_average_the_checkpoint_draws_the_generator_as_trained(tmp_pa
     saved = artifacts.load_generator(run.paths["generator"])
     assert np.array_equal(generate_images(artifacts.load_generator(run.paths["checkpoint"]), z), generate_images(saved, z))
     assert artifacts.checkpoint_about(run.paths["checkpoint"])["weights"] == "generator as trained"
-    with pytest.raises(Exception, match="latent vector of size 16, not 100"):
+    with pytest.raises(PrendasError, match="latent vector of size 16, not 100"):
         artifacts.load_generator(run.paths["checkpoint"], latent_dim=100)
 
 

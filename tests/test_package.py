@@ -61,6 +61,11 @@ def wheel(tmp_path_factory):
                           cwd=source, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (found,) = dist.glob("prendas-*.whl")
+    (source_archive,) = dist.glob("prendas-*.tar.gz")
+    import tarfile
+
+    names = {n.split("/", 1)[1] for n in tarfile.open(source_archive).getnames() if "/" in n}
+    assert {"LICENSE", "pyproject.toml", "prendas/fashion_classifier.keras", "prendas/__main__.py"} <= names
     return found
 
 

@@ -125,6 +125,37 @@ def test_points_every_n_steps_count_the_run_s_steps_not_the_epoch_s(tmp_path):
     assert (2 * third[18] + 3 * third[21] + 3 * third[24]) / 8 == pytest.approx(run.history[2]["g_loss"], rel=1e-5)
 
 
+def test_points_with_several_steps_per_call_land_where_the_multiples_are_passed(tmp_path):
+    # Keras reports a batch only at the end of each compiled call of 3 steps (3, 6, 8 | 11, 14, 16; it numbers the
+    # short last call as if whole, 9 and 17): a point every 4 steps is written at the first report past 4, 8, 12, 16.
+    run = train(TrainConfig(epochs=2, out=str(tmp_path), tensorboard="", tensorboard_every=4, steps_per_execution=3,
+                            **TINY), log=lambda line: None)
+    scalars, _, _ = read_log(tmp_path / "logs" / run.tag)
+    assert [s for s, _ in scalars["steps/d_loss"]] == [6, 8, 14, 16]
+
+
+def test_a_resume_started_from_another_folder_finds_the_run_s_logs(tmp_path, monkeypatch):
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path / "runs")
+    first = train(TrainConfig(epochs=1, out="exp1", tensorboard="", **TINY), log=lambda line: None)
+    monkeypatch.chdir(tmp_path)
+    more = resume(f"runs/exp1/checkpoints/checkpoint_{first.tag}.npz", 1, log=lambda line: None)
+    assert more.config.tensorboard == f"runs/exp1/logs/{first.tag}"
+    assert not (tmp_path / "exp1").exists()
+    scalars, _, _ = read_log(tmp_path / "runs" / "exp1" / "logs" / first.tag)
+    assert [s for s, _ in scalars["epoch/d_loss"]] == [8, 16]
+
+
+def test_a_resume_without_the_tensorboard_package_trains_without_logging(tmp_path, monkeypatch):
+    first = train(TrainConfig(epochs=1, out=str(tmp_path), tensorboard="", **TINY), log=lambda line: None)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    lines = []
+    more = resume(first.paths["checkpoint"], 1, log=lines.append)
+    assert more.config.tensorboard is None and "this session does not log" in lines[0]
+    assert more.epochs_done == 2
+
+
 def test_a_folder_given_is_used_and_bad_settings_are_refused(tmp_path, capsys):
     assert main(["train", "--tensorboard", str(tmp_path / "tb"), "--tensorboard-every", "-1",
                  "--out", str(tmp_path)]) == 2
