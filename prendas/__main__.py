@@ -231,12 +231,12 @@ def _generate(args):
 
     artifacts.check_model_file(args.model)  # before TensorFlow loads: a wrong path answers at once
     from prendas.models import generator_signature
-    from prendas.sampling import generate_images, latent_batch
+    from prendas.sampling import checkpoint_about, generate_images, latent_batch, load_generator
 
-    generator = artifacts.load_generator(args.model, latent_dim=args.latent_dim)
+    generator = load_generator(args.model, latent_dim=args.latent_dim)
     source = ""
     if Path(args.model).suffix == ".npz":
-        about = artifacts.checkpoint_about(args.model)
+        about = checkpoint_about(args.model)
         source = f" (run {about['tag']} after epoch {about['epoch']}, its {about['weights']})"
     latent_dim, conditional = generator_signature(generator)
     if garment is not None and not conditional:

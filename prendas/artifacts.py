@@ -227,11 +227,20 @@ def image_grid(images, cols=None, pad=2, scale=GRID_SCALE):
     return np.kron(grid, np.ones((scale, scale), np.uint8))
 
 
-def save_png(pixels, path):
+def png_bytes(pixels):
+    """uint8 grayscale pixels (H, W) as the bytes of a PNG file."""
+    import io
+
     from PIL import Image
 
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(pixels, np.uint8), mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_png(pixels, path):
     with atomic_path(path) as tmp:
-        Image.fromarray(pixels, mode="L").save(tmp, format="PNG")
+        Path(tmp).write_bytes(png_bytes(pixels))
 
 
 def save_figure(fig, path):
@@ -266,6 +275,18 @@ def save_checkpoint(path, state_variables, meta, frames):
             np.savez(f, **arrays)
 
 
+UNREADABLE = (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError)  # what np.load raises for a damaged file
+
+
+def checkpoint_meta(path):
+    """A checkpoint's metadata and the names of its arrays, read without the arrays."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return json.loads(str(npz["meta"])), list(npz.files)
+    except UNREADABLE as e:
+        raise PrendasError(f"{path} is not a readable prendas checkpoint ({type(e).__name__}: {e})") from None
+
+
 def load_checkpoint(path):
     """Read a checkpoint written by save_checkpoint: (meta, frames, {group: [arrays]})."""
     path = Path(path)
@@ -280,7 +301,7 @@ def load_checkpoint(path):
                 if "/" in key:
                     group, index = key.split("/")
                     groups.setdefault(group, {})[int(index)] = npz[key]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+    except UNREADABLE as e:
         raise PrendasError(f"{path} is not a readable prendas checkpoint ({type(e).__name__}: {e})") from None
     if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != CHECKPOINT_VERSION:
         raise PrendasError(f"{path} is not a prendas checkpoint of version {CHECKPOINT_VERSION}")
@@ -320,58 +341,3 @@ def check_model_file(path):
         raise PrendasError(f"{path} is not a .keras model file (a zip archive saved by Keras) nor a run's "
                            "checkpoint (checkpoint_TAG.npz)")
     return path
-
-
-def load_generator(path, latent_dim=None):
-    """Load a saved generator, checking that it is one: noise (latent,) [and a label] -> 28x28x1.
-
-    A run's checkpoint (.npz) gives the generator it holds: its moving average where the run keeps one.
-    """
-    import keras
-
-    from prendas.models import generator_signature
-
-    path = check_model_file(path)
-    if path.suffix == ".npz":
-        model = checkpoint_generator(path)
-    else:
-        try:
-            model = keras.models.load_model(path, compile=False)
-        except Exception as e:  # Keras raises many types for a bad file; all mean the same to the user
-            raise PrendasError(f"cannot load {path} as a Keras model ({type(e).__name__}: {str(e)[:200]})") from None
-    shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
-    in_shape, out_shape = tuple(shapes[0]), tuple(model.output_shape)
-    if len(in_shape) != 2 or len(shapes) > 2 or out_shape[1:] != (28, 28, 1):
-        raise PrendasError(
-            f"{path} is not a generator: it maps {[tuple(s[1:]) for s in shapes]} to {out_shape[1:]}, not noise to 28x28x1"
-        )
-    if latent_dim is not None and generator_signature(model)[0] != latent_dim:
-        raise PrendasError(f"{path} takes a latent vector of size {in_shape[1]}, not {latent_dim} (--latent-dim)")
-    return model
-
-
-def checkpoint_generator(path):
-    """The generator a run's checkpoint holds, to draw with: its moving average where the run keeps one, built
-    from the checkpoint's settings and given its weights."""
-    from prendas.config import TrainConfig
-    from prendas.models import build_generator
-
-    meta, _, saved = load_checkpoint(path)
-    config = TrainConfig.from_dict(meta["config"])
-    generator = build_generator(config.latent_dim, config.arch, config.conditional, config.width)
-    group = "ema_generator" if "ema_generator" in saved else "generator"
-    restore_variables({group: generator.variables}, saved, path)
-    return generator
-
-
-def checkpoint_about(path):
-    """What a checkpoint's generator is, read without its arrays: the checkpoint, the run's tag and record, the
-    epochs done and which weights draw (the moving average or the generator as trained)."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            meta, averaged = json.loads(str(npz["meta"])), any(k.startswith("ema_generator/") for k in npz.files)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
-        raise PrendasError(f"{path} is not a readable prendas checkpoint ({type(e).__name__}: {e})") from None
-    return {"checkpoint": str(path), "tag": meta.get("tag"), "epoch": meta.get("epochs_done", len(meta.get("history", []))),
-            "weights": "moving average" if averaged else "generator as trained",
-            "run": {key: meta.get(key) for key in ("tag", "data", "config", "training_seconds")}}

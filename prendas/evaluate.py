@@ -18,7 +18,7 @@ import numpy as np
 from prendas import artifacts, metrics
 from prendas.data import CLASS_NAMES, load_fashion_mnist
 from prendas.features import FeatureNetwork, load_record, weights_digest
-from prendas.sampling import balanced_labels, generate_images, latent_batch
+from prendas.sampling import balanced_labels, checkpoint_about, generate_images, latent_batch, load_generator
 from prendas.models import generator_signature
 
 MEMORIZATION_SAMPLES = 100
@@ -220,11 +220,11 @@ def evaluate_model_file(model_path, n=10_000, seed=0, json_path=None, log=print)
     """`prendas evaluate` (which checks its arguments first): load, score, print, save the JSON."""
     checkpoint = None
     if Path(model_path).suffix == ".npz":  # a run's checkpoint: the generator it holds, and the run's record
-        checkpoint = artifacts.checkpoint_about(model_path)
+        checkpoint = checkpoint_about(model_path)
         run = checkpoint.pop("run")
     else:
         run = run_record_for(model_path)
-    generator = artifacts.load_generator(model_path)
+    generator = load_generator(model_path)
     json_path = Path(json_path) if json_path else artifacts.evaluation_path(model_path, checkpoint and checkpoint["epoch"])
     result = {"model": str(model_path), **evaluate_generator(generator, n=n, seed=seed)}
     if checkpoint:

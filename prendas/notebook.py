@@ -177,11 +177,9 @@ def shipped_generator_path(name=SHIPPED_GENERATOR):
 
 
 def _png(pixels, scale):
-    from PIL import Image
+    from prendas.artifacts import png_bytes
 
-    buffer = io.BytesIO()
-    Image.fromarray(np.kron(pixels, np.ones((scale, scale), np.uint8))).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(np.kron(pixels, np.ones((scale, scale), np.uint8)))
 
 
 class GarmentExplorer:

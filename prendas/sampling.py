@@ -1,4 +1,5 @@
-"""Drawing garments: noise batches, a generator's images, walks between two garments and two classes.
+"""Drawing garments: a saved generator (or a run's checkpoint) loaded, noise batches, a generator's images,
+walks between two garments and two classes.
 
 Plain NumPy in and out, the same on every backend; a generator built by prendas.models or loaded
 from a file.
@@ -7,8 +8,8 @@ from a file.
 import keras
 import numpy as np
 
-from prendas import PrendasError
-from prendas.models import NUM_CLASSES, generator_signature
+from prendas import PrendasError, artifacts
+from prendas.models import NUM_CLASSES, build_generator, generator_signature
 
 
 def to_uint8(images):
@@ -74,3 +75,53 @@ def morph_classes(generator, z, from_class, to_class, steps):
     blended = ((1 - t) * table[from_class] + t * table[to_class]).astype(np.float32)
     noise = np.repeat(np.asarray(z, np.float32).reshape(1, latent_dim), steps, axis=0)
     return to_uint8(body([noise, blended], training=False))
+
+
+# ---- saved generators ----------------------------------------------------------------------
+
+
+def load_generator(path, latent_dim=None):
+    """Load a saved generator, checking that it is one: noise (latent,) [and a label] -> 28x28x1.
+
+    A run's checkpoint (.npz) gives the generator it holds: its moving average where the run keeps one.
+    """
+    path = artifacts.check_model_file(path)
+    if path.suffix == ".npz":
+        model = checkpoint_generator(path)
+    else:
+        try:
+            model = keras.models.load_model(path, compile=False)
+        except Exception as e:  # Keras raises many types for a bad file; all mean the same to the user
+            raise PrendasError(f"cannot load {path} as a Keras model ({type(e).__name__}: {str(e)[:200]})") from None
+    shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
+    in_shape, out_shape = tuple(shapes[0]), tuple(model.output_shape)
+    if len(in_shape) != 2 or len(shapes) > 2 or out_shape[1:] != (28, 28, 1):
+        raise PrendasError(
+            f"{path} is not a generator: it maps {[tuple(s[1:]) for s in shapes]} to {out_shape[1:]}, not noise to 28x28x1"
+        )
+    if latent_dim is not None and generator_signature(model)[0] != latent_dim:
+        raise PrendasError(f"{path} takes a latent vector of size {in_shape[1]}, not {latent_dim} (--latent-dim)")
+    return model
+
+
+def checkpoint_generator(path):
+    """The generator a run's checkpoint holds, to draw with: its moving average where the run keeps one, built
+    from the checkpoint's settings and given its weights."""
+    from prendas.config import TrainConfig
+
+    meta, _, saved = artifacts.load_checkpoint(path)
+    config = TrainConfig.from_dict(meta["config"])
+    generator = build_generator(config.latent_dim, config.arch, config.conditional, config.width)
+    group = "ema_generator" if "ema_generator" in saved else "generator"
+    artifacts.restore_variables({group: generator.variables}, saved, path)
+    return generator
+
+
+def checkpoint_about(path):
+    """What a checkpoint's generator is, read without its arrays: the checkpoint, the run's tag and record, the
+    epochs done and which weights draw (the moving average or the generator as trained)."""
+    meta, names = artifacts.checkpoint_meta(path)
+    averaged = any(name.startswith("ema_generator/") for name in names)
+    return {"checkpoint": str(path), "tag": meta.get("tag"), "epoch": meta.get("epochs_done", len(meta.get("history", []))),
+            "weights": "moving average" if averaged else "generator as trained",
+            "run": {key: meta.get(key) for key in ("tag", "data", "config", "training_seconds")}}

@@ -8,7 +8,6 @@ removed from the folder's earlier files first (rewritten by rename), so every st
 reader; a START session log at the resumed step says the same to readers that purge by it.
 """
 
-import io
 import os
 import socket
 import time
@@ -18,6 +17,7 @@ import keras
 import numpy as np
 
 from prendas import PrendasError
+from prendas.artifacts import png_bytes
 
 
 def drop_points_from(folder, step):
@@ -90,13 +90,9 @@ class EventWriter:
 
     def image(self, step, tag, pixels):
         """A uint8 grayscale image (H, W), stored as PNG."""
-        from PIL import Image
-
-        buffer = io.BytesIO()
-        Image.fromarray(np.asarray(pixels, np.uint8)).save(buffer, format="PNG")
         height, width = np.shape(pixels)[:2]
         picture = self._summary.Summary.Image(height=height, width=width, colorspace=1,
-                                              encoded_image_string=buffer.getvalue())
+                                              encoded_image_string=png_bytes(pixels))
         self._add(step, self._summary.Summary(value=[self._summary.Summary.Value(tag=tag, image=picture)]))
 
     def text(self, step, tag, markdown):

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from prendas import PrendasError, artifacts
+from prendas import PrendasError, artifacts, sampling
 from prendas.models import build_discriminator, build_generator
 
 WHEN = datetime.datetime(2025, 2, 11, 15, 30)
@@ -86,14 +86,14 @@ def test_load_generator_checks_what_it_loads(tmp_path):
     gen_path, disc_path = tmp_path / "g.keras", tmp_path / "d.keras"
     artifacts.save_model(build_generator(12), gen_path)
     artifacts.save_model(build_discriminator(), disc_path)
-    assert artifacts.load_generator(gen_path).input_shape == (None, 12)
+    assert sampling.load_generator(gen_path).input_shape == (None, 12)
     with pytest.raises(PrendasError, match="not a generator"):
-        artifacts.load_generator(disc_path)
+        sampling.load_generator(disc_path)
     with pytest.raises(PrendasError, match="size 12, not 100"):
-        artifacts.load_generator(gen_path, latent_dim=100)
+        sampling.load_generator(gen_path, latent_dim=100)
     (tmp_path / "junk.keras").write_bytes(b"junk")
     with pytest.raises(PrendasError, match="not a .keras model file"):
-        artifacts.load_generator(tmp_path / "junk.keras")
+        sampling.load_generator(tmp_path / "junk.keras")
 
 
 def test_image_grid_layout():

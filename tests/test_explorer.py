@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from prendas.artifacts import image_grid, load_generator
+from prendas.artifacts import image_grid
+from prendas.sampling import load_generator
 from prendas.models import build_generator
 from prendas.notebook import GarmentExplorer, shipped_generator_path
 from prendas.sampling import generate_images, interpolate_latents, latent_batch

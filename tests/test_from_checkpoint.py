@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from prendas import PrendasError, artifacts
+from prendas import PrendasError, sampling
 from prendas.__main__ import main
 from prendas.config import TrainConfig
 from prendas.sampling import generate_images, latent_batch
@@ -25,23 +25,23 @@ def averaged_run(tmp_path_factory):
 
 def test_a_checkpoint_draws_what_the_run_saved_as_its_generator(averaged_run):
     z = latent_batch(20, 16, 5)
-    saved = artifacts.load_generator(averaged_run.paths["generator"])  # the moving average
-    raw = artifacts.load_generator(averaged_run.paths["generator_raw"])  # the weights as trained
-    drawn = artifacts.load_generator(averaged_run.paths["checkpoint"])
+    saved = sampling.load_generator(averaged_run.paths["generator"])  # the moving average
+    raw = sampling.load_generator(averaged_run.paths["generator_raw"])  # the weights as trained
+    drawn = sampling.load_generator(averaged_run.paths["checkpoint"])
     assert np.array_equal(generate_images(drawn, z), generate_images(saved, z))
     assert not np.array_equal(generate_images(drawn, z), generate_images(raw, z))
-    about = artifacts.checkpoint_about(averaged_run.paths["checkpoint"])
+    about = sampling.checkpoint_about(averaged_run.paths["checkpoint"])
     assert (about["tag"], about["epoch"], about["weights"]) == (averaged_run.tag, 2, "moving average")
 
 
 def test_without_an_average_the_checkpoint_draws_the_generator_as_trained(tmp_path):
     run = train(TrainConfig(epochs=1, out=str(tmp_path), **TINY), log=lambda line: None)
     z = latent_batch(12, 16, 1)
-    saved = artifacts.load_generator(run.paths["generator"])
-    assert np.array_equal(generate_images(artifacts.load_generator(run.paths["checkpoint"]), z), generate_images(saved, z))
-    assert artifacts.checkpoint_about(run.paths["checkpoint"])["weights"] == "generator as trained"
+    saved = sampling.load_generator(run.paths["generator"])
+    assert np.array_equal(generate_images(sampling.load_generator(run.paths["checkpoint"]), z), generate_images(saved, z))
+    assert sampling.checkpoint_about(run.paths["checkpoint"])["weights"] == "generator as trained"
     with pytest.raises(PrendasError, match="latent vector of size 16, not 100"):
-        artifacts.load_generator(run.paths["checkpoint"], latent_dim=100)
+        sampling.load_generator(run.paths["checkpoint"], latent_dim=100)
 
 
 def test_generate_and_evaluate_take_a_checkpoint(averaged_run, tmp_path, capsys):
@@ -87,8 +87,8 @@ def test_an_interrupted_run_says_how_to_continue_it_and_draw_from_it(tmp_path):
     [note] = stopped.value.__notes__  # shown under the traceback (a notebook) and by the command line
     assert note.startswith("run ") and "interrupted in epoch 3" in note and "holds 2 epochs" in note, note
     assert f"--resume {checkpoint} --epochs N" in note and f"generate --model {checkpoint}" in note
-    assert artifacts.checkpoint_about(checkpoint)["epoch"] == 2
-    assert generate_images(artifacts.load_generator(checkpoint), latent_batch(4, 16, 0)).shape == (4, 28, 28)
+    assert sampling.checkpoint_about(checkpoint)["epoch"] == 2
+    assert generate_images(sampling.load_generator(checkpoint), latent_batch(4, 16, 0)).shape == (4, 28, 28)
     [record] = (tmp_path / "models").glob("run_*.json")
     assert json.loads(record.read_text())["status"] == "interrupted"  # not "running": nothing runs
 

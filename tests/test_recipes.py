@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import files_under, run_cli
 
-from prendas import PrendasError, artifacts
+from prendas import PrendasError, artifacts, sampling
 from prendas.__main__ import class_index
 from prendas.config import PRESETS, TrainConfig
 from prendas.gan import GAN
@@ -110,7 +110,7 @@ def test_each_recipe_trains(tmp_path, settings):
     run = train(_tiny(tmp_path, **settings), log=lambda line: None)
     losses = run.history[-1]
     assert np.isfinite(losses["d_loss"]) and np.isfinite(losses["g_loss"])
-    generator = artifacts.load_generator(run.paths["generator"])
+    generator = sampling.load_generator(run.paths["generator"])
     assert generator_signature(generator) == (16, settings.get("conditional", False))
     assert run.record("complete")["config"]["loss"] == settings.get("loss", "bce")
     assert int(run.gan.d_optimizer.iterations) > 0  # the steps were applied (a LossScaleOptimizer skips non-finite ones)
@@ -173,8 +173,8 @@ def test_a_preset_fills_in_what_the_flags_leave_unset(tmp_path):
 
 def test_an_ema_run_saves_the_average_and_the_raw_weights(tmp_path):
     run = train(_tiny(tmp_path, ema=0.9, epochs=2), log=lambda line: None)
-    saved = artifacts.load_generator(run.paths["generator"])
-    raw = artifacts.load_generator(run.paths["generator_raw"])
+    saved = sampling.load_generator(run.paths["generator"])
+    raw = sampling.load_generator(run.paths["generator_raw"])
     for s, e in zip(saved.get_weights(), run.gan.ema_generator.get_weights()):
         np.testing.assert_array_equal(s, e)
     for r, g in zip(raw.get_weights(), run.gan.generator.get_weights()):

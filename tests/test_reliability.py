@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import files_under
 
-from prendas import Diverged, PrendasError, artifacts
+from prendas import Diverged, PrendasError, artifacts, sampling
 from prendas.__main__ import main
 from prendas.config import TrainConfig
 from prendas.train import resume, train
@@ -203,7 +203,7 @@ def test_the_best_generator_so_far_is_kept_with_its_evaluation_and_checkpoint(tm
     saved = json.loads(run.paths["evaluation_best"].read_text())
     assert saved["epoch"] == best_epoch and saved["kept_by"] == by and saved["metrics"][by] == values[best_epoch - 1]
     assert json.loads(run.paths["run_json"].read_text())["best"] == run.best
-    generator = artifacts.load_generator(run.paths["generator_best"])
+    generator = sampling.load_generator(run.paths["generator_best"])
     assert generator.count_params() == run.gan.generator.count_params()
     meta = artifacts.load_checkpoint(run.paths["checkpoint_best"])[0]
     assert meta["epochs_done"] == best_epoch

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from prendas.artifacts import load_generator
+from prendas.sampling import load_generator
 from prendas.features import FeatureNetwork
 from prendas.sampling import generate_images, latent_batch
 from prendas.models import generator_signature
