@@ -33,18 +33,20 @@ def test_the_command_line_picks_jax_when_tensorflow_is_absent(monkeypatch):
 
     installed = {"jax"}
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name in installed else None)
-    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    # Empty counts as unset; monkeypatch puts back what was there before (a delenv of an unset variable would
+    # record nothing, and the "jax" set below would leak into every later test's subprocesses).
+    monkeypatch.setenv("KERAS_BACKEND", "")
     monkeypatch.delitem(sys.modules, "keras", raising=False)  # (restored afterwards)
     choose_backend()
     assert os.environ["KERAS_BACKEND"] == "jax"
-    monkeypatch.delenv("KERAS_BACKEND")
+    os.environ["KERAS_BACKEND"] = ""
     installed.clear()
     with pytest.raises(PrendasError, match=r'pip install "prendas\[tensorflow\]"'):
         choose_backend()
-    assert "KERAS_BACKEND" not in os.environ
+    assert os.environ["KERAS_BACKEND"] == ""
     installed.add("tensorflow")
     choose_backend()  # Keras's default, TensorFlow
-    assert "KERAS_BACKEND" not in os.environ
+    assert os.environ["KERAS_BACKEND"] == ""
 
 
 @pytest.fixture(scope="module")
