@@ -208,7 +208,12 @@ def step_numbers(steps, model):
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        return tf.data.Dataset.range(steps).map(lambda step: tf.fill([copies], step))
+        numbers = tf.data.Dataset.range(steps).map(lambda step: tf.fill([copies], step))
+        # Without tf.data's autotuning: its background thread can take seconds to notice the end of an epoch, and
+        # Keras, dropping the epoch's iterator, waits for it before the next epoch's first step.
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        return numbers.with_options(options)
     return _StepNumbers(steps, copies)
 
 
