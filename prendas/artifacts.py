@@ -127,14 +127,15 @@ def check_writable(folder, flag):
 
 
 @contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path beside `path` (same suffix); rename it over `path` if the block succeeds.
+def atomic_path(path, temporary=None):
+    """Yield a temporary path beside `path` (same suffix; or named `temporary`); rename it over `path` if the
+    block succeeds.
 
     A write the system refuses (a full disk, no permission) raises PrendasError naming the file and the
     reason; the previous `path`, if any, is untouched, and the temporary file is removed.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    tmp = path.with_name(temporary or f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp

@@ -252,10 +252,14 @@ def add_arguments(parser):
         parser.add_argument("--" + flag(field.name), help=help, default=None, **kwargs)
 
 
-def check_installed(config):
-    """Fail before anything loads when a setting needs a package that is not installed (--tensorboard)."""
+def tensorboard_installed():
     import importlib.util
 
-    if config.tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def check_installed(config):
+    """Fail before anything loads when a setting needs a package that is not installed (--tensorboard)."""
+    if config.tensorboard is not None and not tensorboard_installed():
         raise PrendasError('--tensorboard needs the tensorboard package, which is not installed: pip install '
                            'tensorboard (or pip install "prendas[tensorboard]")')

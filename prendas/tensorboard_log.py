@@ -16,8 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from prendas import PrendasError
-from prendas.artifacts import png_bytes
+from prendas.artifacts import atomic_path, png_bytes
 
 
 def drop_points_from(folder, step):
@@ -41,19 +40,10 @@ def drop_points_from(folder, step):
                 dropped = True
             offset = end
         if dropped or offset != len(data):
-            # (atomic_path's temporary keeps the name, "tfevents" and all, which TensorBoard would read as a file of
-            # events: a name of its own, renamed into place the same way)
-            tmp = path.with_name(f".rewrite.{os.getpid()}.tmp")
-            try:
-                with open(tmp, "wb") as f:
-                    f.write(b"".join(kept))
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except OSError as e:
-                raise PrendasError(f"could not rewrite {path}: {e.strerror or e} (it is intact)") from None
-            finally:
-                tmp.unlink(missing_ok=True)
+            # (atomic_path's usual temporary keeps the name, "tfevents" and all, which TensorBoard would read as a
+            # file of events)
+            with atomic_path(path, temporary=f".rewrite.{os.getpid()}.tmp") as tmp:
+                Path(tmp).write_bytes(b"".join(kept))
 
 
 class EventWriter:

@@ -5,7 +5,6 @@ checkpoint left it (weights, optimizer moments, noise and dropout streams, epoch
 """
 
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
@@ -16,7 +15,7 @@ from pathlib import Path
 import keras
 
 from prendas import Diverged, PrendasError, artifacts, command, devices
-from prendas.config import RESUME_OPTIONS, TrainConfig, check_installed
+from prendas.config import RESUME_OPTIONS, TrainConfig, check_installed, tensorboard_installed
 from prendas.data import load_fashion_mnist, select_images, steps_per_epoch
 from prendas.gan import GAN
 from prendas.models import build_discriminator, build_generator
@@ -65,15 +64,13 @@ def resume(checkpoint, epochs, expect=None, callbacks=(), log=print, **changes):
     if changes.get("out") is None:
         changes["out"] = str(checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else Path("."))
     logged = meta["config"].get("tensorboard")  # where the run logged for TensorBoard, if it did
-    if logged is not None and changes.get("tensorboard") is None:  # it goes on logging there, where it can
-        changes["tensorboard"] = ""
-        if importlib.util.find_spec("tensorboard") is None:
+    tensorboard = changes.pop("tensorboard", None)
+    if tensorboard is None and logged is not None:  # not asked: it goes on logging there (_log_folder), where it can
+        tensorboard = "" if tensorboard_installed() else None
+        if tensorboard is None:
             log("the run logged for TensorBoard, but the tensorboard package is not installed here: this session "
                 "does not log")
-            changes["tensorboard"] = logged = None
-    config = config.replace(epochs=epochs, **{k: v for k, v in changes.items() if v is not None})
-    if logged is None and changes.get("tensorboard") is None:
-        config = config.replace(tensorboard=None)
+    config = config.replace(epochs=epochs, tensorboard=tensorboard, **{k: v for k, v in changes.items() if v is not None})
     artifacts.check_writable(config.out, "--out")  # now, not after the first epoch
     check_installed(config)
     devices.check_machines(config)
