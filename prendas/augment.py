@@ -31,17 +31,17 @@ def translate(images, down, right):
     0/1 shift matrices: exact, and the gradient is the reverse shift.)"""
     size = images.shape[1]
     reach = int(size * TRANSLATION + 0.5)
-    rows, columns = _shift_matrix(down, size, reach), _shift_matrix(right, size, reach)
+    rows, columns = _shift_matrix(down, size, reach, images.dtype), _shift_matrix(right, size, reach, images.dtype)
     shifted = ops.matmul(ops.matmul(rows, images[..., 0] + 1.0), ops.transpose(columns, (0, 2, 1)))
     return ops.expand_dims(shifted, -1) - 1.0
 
 
-def _shift_matrix(u, size, reach):
+def _shift_matrix(u, size, reach, dtype):
     """(B, size, size): row i holds a 1 at column i - s, s = floor(u (2r + 1)) - r; rows that would read from
     outside the frame hold zeros."""
     shift = ops.floor(u * (2 * reach + 1)) - reach
-    positions = ops.arange(size, dtype="float32")
-    return ops.cast(ops.equal(positions[None, None, :], positions[None, :, None] - shift[:, None, None]), "float32")
+    positions = ops.arange(size, dtype=dtype)
+    return ops.cast(ops.equal(positions[None, None, :], positions[None, :, None] - shift[:, None, None]), dtype)
 
 
 def cut_out(images, row, column):
@@ -49,12 +49,12 @@ def cut_out(images, row, column):
     `column` in [0, 1) (anywhere in the frame: near an edge, part of the square falls outside)."""
     size = images.shape[1]
     half = int(size * CUTOUT + 0.5) // 2
-    positions = ops.arange(size, dtype="float32")
+    positions = ops.arange(size, dtype=images.dtype)
 
     def inside(u):  # (B, size): which rows (or columns) the square covers
         centre = ops.floor(u * (size + 1))
         return ops.cast((positions[None, :] >= centre[:, None] - half) & (positions[None, :] < centre[:, None] + half),
-                        "float32")
+                        images.dtype)
 
     square = ops.expand_dims(inside(row)[:, :, None] * inside(column)[:, None, :], -1)
     return images * (1.0 - square) - square

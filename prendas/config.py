@@ -13,7 +13,7 @@ from prendas import PrendasError
 TRAIN_IMAGES = 60_000
 ALL_IMAGES = 70_000
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "float64")
 LOSSES = ("bce", "wgan-gp", "hinge", "rpgan")
 
 # What each loss does when --d-steps and the Adam betas are left unset: the DCGAN tutorial for bce
@@ -142,7 +142,9 @@ class TrainConfig:
                                         "are short (a GPU)", _integer(1, 10_000), resume=True)
     xla: bool = _setting(False, "compile the TensorFlow training step with XLA (JAX always is)", resume=True)
     precision: str = _setting("float32", "float32, mixed_bfloat16, or mixed_float16 (with loss scaling): for GPUs "
-                              "with fast 16-bit arithmetic; on a CPU, measure with `bench` first", choices=PRECISIONS)
+                              "with fast 16-bit arithmetic; on a CPU, measure with `bench` first. float64: slower, "
+                              "for comparing two computations where rounding cannot decide (the tests do)",
+                              choices=PRECISIONS)
     tensorboard: str | None = _setting(None, "write TensorBoard logs to DIR as the run goes (without DIR: OUT/logs/TAG): "
                                        "losses, images/s, --eval-every's figures, the sample grid, the settings; a run "
                                        "that logged goes on logging in its folder when resumed, unless given another "
@@ -197,7 +199,7 @@ class TrainConfig:
         parts += ([self.arch] if self.arch != "dcgan" else []) + ([f"w{self.width}"] if self.width != 32 else [])
         parts += ["cond"] if self.conditional else []
         parts += [f"ac{self.class_loss:g}"] if self.class_loss else []
-        parts += {"float32": [], "mixed_bfloat16": ["bf16"], "mixed_float16": ["fp16"]}[self.precision]
+        parts += {"float32": [], "mixed_bfloat16": ["bf16"], "mixed_float16": ["fp16"], "float64": ["f64"]}[self.precision]
         # The sizes and rates, where they are not the defaults (the batch size has its own column in RESULTS.md).
         defaults = TrainConfig()
         parts += [f"z{self.latent_dim}"] if self.latent_dim != defaults.latent_dim else []

@@ -40,6 +40,8 @@ class GAN(keras.Model):
         self.discriminator = discriminator
         self.latent_dim, self.conditional = generator_signature(generator)
         self.loss_name = loss
+        # The step's full precision: float32 (the layers' variables, also under the mixed policies), or float64.
+        self.float = generator.dtype_policy.variable_dtype
         self.d_steps = d_steps
         self.ema = ema
         self.ema_generator = ema_generator
@@ -56,8 +58,8 @@ class GAN(keras.Model):
         # The noise stream is a variable of the model, so a checkpoint captures it and a resumed
         # run draws the same noise as one that never stopped.
         self.noise_seed = keras.random.SeedGenerator(seed=None, name="noise_seed")
-        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
-        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss", dtype=self.float)
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss", dtype=self.float)
         # Both networks are built; fit() must not trace call() with a step number to build the GAN.
         self.built = True
 
@@ -100,7 +102,7 @@ class GAN(keras.Model):
         else:
             positions = ops.arange(start, ops.minimum(start + self.batch_size, n))
         chosen = ops.take(self.epoch_order, positions)
-        real = ops.expand_dims(ops.cast(ops.take(self.train_images, chosen, axis=0), "float32") / 127.5 - 1.0, -1)
+        real = ops.expand_dims(ops.cast(ops.take(self.train_images, chosen, axis=0), self.float) / 127.5 - 1.0, -1)
         labels = None if self.train_labels is None else ops.reshape(ops.cast(ops.take(self.train_labels, chosen), "int32"), (-1, 1))
         return devices.split_batch(real, labels)
 
@@ -155,13 +157,13 @@ class GAN(keras.Model):
         batch = ops.shape(real)[0]
         if self.d_steps == 1:
             d_loss, g_loss = self._update(real, labels, with_generator=True)
-            self.g_loss_tracker.update_state(g_loss, sample_weight=ops.cast(batch, "float32"))
+            self.g_loss_tracker.update_state(g_loss, sample_weight=ops.cast(batch, self.float))
         else:
             (d_loss,) = self._update(real, labels, with_generator=False)
             # The generator steps after every d_steps-th discriminator step; its loss is tracked there.
             due = lambda: ops.equal(self.d_optimizer.iterations % self.d_steps, 0)  # noqa: E731
             step_backend().when(due, lambda: self._generator_update(real, labels), self)
-        self.d_loss_tracker.update_state(d_loss, sample_weight=ops.cast(batch, "float32"))
+        self.d_loss_tracker.update_state(d_loss, sample_weight=ops.cast(batch, self.float))
         if self.ema_generator is not None:
             self._update_ema()
         logs = {m.name: m.result() for m in self.metrics}
@@ -172,7 +174,7 @@ class GAN(keras.Model):
 
     def draw_fakes(self, batch):
         """Noise and, for a conditional GAN, labels (B, 1) drawn uniformly, for a batch of fakes."""
-        z = devices.share(keras.random.normal, (batch, self.latent_dim), seed=self.noise_seed)
+        z = devices.share(keras.random.normal, (batch, self.latent_dim), seed=self.noise_seed, dtype=self.float)
         labels = None
         if self.conditional:
             labels = devices.share(keras.random.randint, (batch, 1), 0, NUM_CLASSES, seed=self.noise_seed, dtype="int32")
@@ -180,11 +182,11 @@ class GAN(keras.Model):
 
     def draw_mix(self, batch):
         """WGAN-GP's interpolation weights, one uniform draw in [0, 1) per pair (B, 1, 1, 1)."""
-        return devices.share(keras.random.uniform, (batch, 1, 1, 1), seed=self.noise_seed)
+        return devices.share(keras.random.uniform, (batch, 1, 1, 1), seed=self.noise_seed, dtype=self.float)
 
     def draw_augment(self, batch):
         """The random numbers (B, augment.DRAWS) in [0, 1) that transform one batch the discriminator sees."""
-        return devices.share(keras.random.uniform, (batch, DRAWS), seed=self.noise_seed)
+        return devices.share(keras.random.uniform, (batch, DRAWS), seed=self.noise_seed, dtype=self.float)
 
     def _seen(self, batch):
         """Two functions that give a real and a fake batch as the discriminator sees them: under --augment, each
@@ -213,7 +215,7 @@ class GAN(keras.Model):
         def losses(d_values, g_values=g_values):
             fake, new_g_state = self._run(g, g_values, g_state, z, fake_labels)
             # (whatever the precision inside: fakes meet the real images next)
-            real_in, fake_in = seen_real(real), seen_fake(ops.cast(fake, "float32"))
+            real_in, fake_in = seen_real(real), seen_fake(ops.cast(fake, self.float))
             real_out, new_d_state, r1_term = self._judge(d_values, d_state, real_in, labels, r1)
             fake_out, new_d_state, r2_term = self._judge(d_values, new_d_state, fake_in, fake_labels, r2)
             # The classifier learns from the real images only; the generator from its fakes' classes.
@@ -242,19 +244,19 @@ class GAN(keras.Model):
             real_out, new_d_state = None, d_state
             if self.loss_name == "rpgan":  # the relativistic loss scores each fake against a real image
                 real_out, new_d_state = self._run(d, d_values, d_state, seen_real(real), labels)
-            fake_out, new_d_state = self._run(d, d_values, new_d_state, seen_fake(ops.cast(fake, "float32")), fake_labels)
+            fake_out, new_d_state = self._run(d, d_values, new_d_state, seen_fake(ops.cast(fake, self.float)), fake_labels)
             return (self._generator_loss(fake_out, fake_labels, real_out),), (new_g_state, new_d_state)
 
         (g_loss,), (new_g_state, new_d_state) = step_backend().descend(losses, [(self.g_optimizer, g.trainable_variables)])
         _assign(g.non_trainable_variables, new_g_state)
         _assign(d.non_trainable_variables, new_d_state)
-        self.g_loss_tracker.update_state(g_loss, sample_weight=ops.cast(batch, "float32"))
+        self.g_loss_tracker.update_state(g_loss, sample_weight=ops.cast(batch, self.float))
 
     def _gammas(self):
         """This step's weights of R1 and R2: --r1 and --r2, or with --gamma-kimg on their cosine way to a tenth."""
         if not self.gamma_kimg:
             return self.r1, self.r2
-        kimg = ops.cast(self.d_optimizer.iterations, "float32") * (self.batch_size / 1000.0)
+        kimg = ops.cast(self.d_optimizer.iterations, self.float) * (self.batch_size / 1000.0)
         scale = cosine_decay(kimg / self.gamma_kimg, final=0.1)
         return (self.r1 and self.r1 * scale), (self.r2 and self.r2 * scale)
 
@@ -273,7 +275,7 @@ class GAN(keras.Model):
 
         def scores(images):
             out, state = self._run(self.discriminator, d_values, d_state, images, labels)
-            return _scores_and_logits(out)[0], (out, state)
+            return _scores_and_logits(out, self.float)[0], (out, state)
 
         return scores
 
@@ -284,8 +286,8 @@ class GAN(keras.Model):
     def critic_loss(self, d_values, d_state, real, fake, real_out, fake_out, labels, mix=None):
         """The discriminator's loss from its outputs, its classifier's term on the real images, and for
         WGAN-GP the gradient penalty at the interpolates of real and fake with weights `mix`."""
-        real_out, real_logits = _scores_and_logits(real_out)
-        loss = discriminator_loss(real_out, _scores_and_logits(fake_out)[0], self.loss_name)
+        real_out, real_logits = _scores_and_logits(real_out, self.float)
+        loss = discriminator_loss(real_out, _scores_and_logits(fake_out, self.float)[0], self.loss_name)
         loss += self._class_term(real_logits, labels)
         if self.loss_name == "wgan-gp":
             # The interpolates pair each real image with a fake of the real image's class.
@@ -295,8 +297,8 @@ class GAN(keras.Model):
         return loss
 
     def _generator_loss(self, fake_out, fake_labels, real_out=None):
-        fake_out, fake_logits = _scores_and_logits(fake_out)
-        real_out = None if real_out is None else _scores_and_logits(real_out)[0]
+        fake_out, fake_logits = _scores_and_logits(fake_out, self.float)
+        real_out = None if real_out is None else _scores_and_logits(real_out, self.float)[0]
         return generator_loss(fake_out, self.loss_name, real_out) + self._class_term(fake_logits, fake_labels)
 
     def _class_term(self, logits, labels):
@@ -309,7 +311,7 @@ class GAN(keras.Model):
         The decay ramps up as (1 + t) / (10 + t) over the first generator steps, so the average
         does not drag the random initial weights along for thousands of steps.
         """
-        t = ops.cast(self.g_optimizer.iterations, "float32")
+        t = ops.cast(self.g_optimizer.iterations, self.float)
         if self.ema_kimg:  # a half-life of ema_kimg thousand images, at most 5% of the images seen (StyleGAN2-ADA)
             half_life = ops.minimum(self.ema_kimg * 1000.0, 0.05 * t * self.batch_size)
             decay = ops.power(0.5, self.batch_size / ops.maximum(half_life, 1e-8))
@@ -345,9 +347,10 @@ def _assign(variables, values):
         variable.assign(value)
 
 
-def _scores_and_logits(out):
-    """A discriminator's output as (scores, class logits or None), both float32 whatever the precision inside."""
+def _scores_and_logits(out, dtype):
+    """A discriminator's output as (scores, class logits or None), both in the step's full precision `dtype`
+    whatever the precision inside."""
     if isinstance(out, (list, tuple)):
-        return ops.cast(out[0], "float32"), ops.cast(out[1], "float32")
-    return ops.cast(out, "float32"), None
+        return ops.cast(out[0], dtype), ops.cast(out[1], dtype)
+    return ops.cast(out, dtype), None
 

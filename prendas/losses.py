@@ -63,5 +63,5 @@ def gradient_penalty(gradients):
 
 def cosine_decay(progress, final):
     """1 at progress 0, down half a cosine to `final` at progress 1, then `final` (R3GAN's schedules)."""
-    progress = ops.clip(ops.convert_to_tensor(progress, "float32"), 0.0, 1.0)
+    progress = ops.clip(ops.convert_to_tensor(progress), 0.0, 1.0)  # (in the caller's precision)
     return final + (1.0 - final) * 0.5 * (1.0 + ops.cos(math.pi * progress))

@@ -136,6 +136,8 @@ def build_gan(config):
     if backend == "jax" and config.deterministic and "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
         warnings.warn("--deterministic sets TensorFlow's kernels; on JAX, start Python with "
                       "XLA_FLAGS=--xla_gpu_deterministic_ops=true for deterministic GPU kernels", stacklevel=2)
+    if backend == "jax" and config.precision == "float64":
+        _jax_float64()
     strategy = devices.set_up(config)
     if backend == "tensorflow":
         import tensorflow as tf
@@ -183,6 +185,18 @@ def build_gan(config):
         gan.compile(**optimizers, steps_per_execution=config.steps_per_execution, jit_compile=config.xla)
         gan.build_optimizers()
     return gan
+
+
+def _jax_float64():
+    """Let JAX compute in float64, for the rest of the process: its 64-bit arrays on, and Keras's type promotion no
+    longer turning float64 into float32 (Keras 3 does that on JAX, as JAX does without 64-bit arrays: every op on a
+    Python number would round to float32). Keras has no setting for it; the table it reads is changed, where it
+    exists."""
+    import jax
+    from keras.src.backend.common import dtypes
+
+    jax.config.update("jax_enable_x64", True)
+    getattr(dtypes, "BIT64_TO_BIT32_DTYPE", {}).pop("float64", None)
 
 
 def _training_images(config):

@@ -88,18 +88,6 @@ def test_the_gamma_schedule_falls_along_a_cosine_to_a_tenth():
         "rpgan+r10.05+gk500+da-translation-cutout")
 
 
-@pytest.mark.parametrize("settings", [
-    {"augment": "translation,cutout"},
-    {"loss": "rpgan", "r1": 0.05, "r2": 0.05, "gamma_kimg": 1.0, "augment": "translation", "d_steps": 2,
-     "conditional": True},
-], ids=["bce-augmented", "rpgan-scheduled-augmented-critic-steps"])
-def test_augmented_and_scheduled_recipes_train(tmp_path, settings):
-    config = TrainConfig(epochs=1, images=256, batch_size=64, latent_dim=16, out=str(tmp_path), **settings)
-    run = train(config, log=lambda line: None)
-    assert all(np.isfinite([h["d_loss"], h["g_loss"]]).all() for h in run.history)
-    assert int(run.gan.d_optimizer.iterations) == 4
-
-
 def test_the_discriminator_sees_augmented_images_and_the_samples_stay_clean(monkeypatch):
     """Under --augment the discriminator's inputs are transformed (erased squares appear in them); the generator's
     own output, what users get, is not."""

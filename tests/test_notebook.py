@@ -100,20 +100,27 @@ def test_run_all_writes_the_tagged_files(executed):
                       .read_text())["config"]["conditional"] is True
 
 
-def test_resume_from_parameter_continues_a_run(executed):
-    import papermill
+def test_resume_from_parameter_continues_a_run(tmp_path, monkeypatch):
+    """RESUME_FROM: the training cell continues the checkpoint it names by EPOCHS, in the notebook's folder.
 
-    [tag] = _tags(executed, r"1ep_256imgs")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PYTHONPATH", str(ROOT))
-        papermill.execute_notebook(
-            str(NOTEBOOK),
-            str(executed / "resumed.ipynb"),
-            parameters={"EPOCHS": 1, "RESUME_FROM": f"checkpoints/checkpoint_{tag}.npz"},
-            cwd=str(executed),
-            progress_bar=False,
-        )
-    assert _tags(executed, r"1\+1ep_256imgs") and _tags(executed, r"1\+1\+2ep_256imgs")
+    That cell's code run alone, as Run All would run it (everything after it is the same either way, and the
+    notebook's Run All above covers it): the notebook runs once in the tests.
+    """
+    import keras
+
+    from prendas.config import TrainConfig
+    from prendas.train import train
+
+    first = train(TrainConfig(epochs=1, images=64, batch_size=32, out=str(tmp_path)), log=lambda line: None)
+    [cell] = [c for c in _code_cells() if "RESUME_FROM is None" in "".join(c["source"])]
+    monkeypatch.chdir(tmp_path)
+    checkpoint = first.paths["checkpoint"].relative_to(tmp_path)
+    namespace = {"EPOCHS": 1, "BATCH_SIZE": 16, "IMAGES": 32, "LATENT_DIM": 8, "SEED": 1, "TENSORBOARD": False,
+                 "RESUME_FROM": str(checkpoint), "NotebookMonitor": keras.callbacks.Callback}  # (no kernel to show it)
+    exec("".join(cell["source"]), namespace)  # (the other parameters are the checkpoint's)
+    run = namespace["run"]
+    assert run.tag.endswith("_1+1ep_64imgs") and run.resumed_from == str(checkpoint)
+    assert run.config.batch_size == 32 and run.config.out == "." and (tmp_path / "models" / f"run_{run.tag}.json").is_file()
 
 
 def test_environment_report_warns_when_a_gpu_is_unused(monkeypatch):

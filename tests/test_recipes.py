@@ -93,27 +93,48 @@ def test_wgan_gp_penalty_is_computed_on_the_critic():
 # ---- training with each recipe --------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "settings",
-    [
-        {"loss": "hinge", "spectral_norm": True},
-        {"loss": "wgan-gp"},
-        {"arch": "deep", "conditional": True},
-        {"loss": "wgan-gp", "conditional": True, "class_loss": 1.0},  # critic steps, generator steps, the penalty
-        {"precision": "mixed_float16"},  # the loss scale inside the tapes: with it outside, no gradient at all
-        {"precision": "mixed_float16", "loss": "wgan-gp"},
-        {"precision": "mixed_bfloat16"},
-    ],
-    ids=["hinge-sn", "wgan-gp", "deep-conditional", "wgan-gp-class-loss", "fp16", "fp16-wgan-gp", "bf16"],
-)
+# Every recipe's step in one table: each row a tiny run (8 images in batches of 4: two steps) of a combination of
+# options, so that each option trains at least once, with and without labels. (Whether the step computes the same
+# on TensorFlow and JAX, and split over devices, is test_backends_agree's and test_devices'.)
+RECIPES = {
+    "hinge+sn+ema": {"loss": "hinge", "spectral_norm": True, "ema": 0.9},
+    # two critic steps, then the generator's: the penalty, labels and the classifier
+    "wgan-gp+2-critic-steps+cond+ac": {"loss": "wgan-gp", "d_steps": 2, "conditional": True, "class_loss": 1.0},
+    "deep+cond": {"arch": "deep", "conditional": True},
+    "resnet+rpgan+r1+r2+ema-kimg": {"arch": "resnet", "width": 8, "loss": "rpgan", "r1": 0.05, "r2": 0.05,
+                                    "ema_kimg": 1.0},
+    # critic steps: the generator's own update scores its fakes against the step's real images
+    "rpgan+r1+2-critic-steps+sn+cond+ac": {"loss": "rpgan", "r1": 0.05, "d_steps": 2, "spectral_norm": True,
+                                           "conditional": True, "class_loss": 1.0},
+    "bce+augment": {"augment": "translation,cutout"},
+    "rpgan+gamma-schedule+augment+2-critic-steps+cond": {"loss": "rpgan", "r1": 0.05, "r2": 0.05, "gamma_kimg": 1.0,
+                                                         "augment": "translation", "d_steps": 2, "conditional": True},
+    # float16: the loss scale inside the tapes (with it outside, no gradient at all), with the penalty's too
+    "fp16": {"precision": "mixed_float16"},
+    "fp16+wgan-gp": {"precision": "mixed_float16", "loss": "wgan-gp", "d_steps": 2},
+    "bf16+hinge+ema+cond+ac": {"precision": "mixed_bfloat16", "loss": "hinge", "ema": 0.9, "conditional": True,
+                               "class_loss": 1.0},
+    "float64": {"precision": "float64", "loss": "rpgan", "r1": 0.05, "ema": 0.9},
+}
+
+
+@pytest.mark.parametrize("settings", RECIPES.values(), ids=RECIPES.keys())
 def test_each_recipe_trains(tmp_path, settings):
-    run = train(_tiny(tmp_path, **settings), log=lambda line: None)
-    losses = run.history[-1]
-    assert np.isfinite(losses["d_loss"]) and np.isfinite(losses["g_loss"])
+    config = TrainConfig(epochs=1, images=8, batch_size=4, latent_dim=16, out=str(tmp_path), **settings)
+    run = train(config, log=lambda line: None)
+    assert all(np.isfinite([h["d_loss"], h["g_loss"]]).all() for h in run.history)
+    d_steps, g_steps = int(run.gan.d_optimizer.iterations), int(run.gan.g_optimizer.iterations)
+    if config.precision == "mixed_float16":  # a LossScaleOptimizer skips the steps whose gradients overflow
+        assert 0 < d_steps <= 2 and g_steps <= 2
+    else:
+        assert d_steps == 2 and g_steps == 2 // config.resolved("d_steps")
     generator = sampling.load_generator(run.paths["generator"])
-    assert generator_signature(generator) == (16, settings.get("conditional", False))
-    assert run.record("complete")["config"]["loss"] == settings.get("loss", "bce")
-    assert int(run.gan.d_optimizer.iterations) > 0  # the steps were applied (a LossScaleOptimizer skips non-finite ones)
+    assert generator_signature(generator) == (16, config.conditional)
+    assert run.record("complete")["config"] == config.to_dict()
+    if config.averaged:  # the saved generator is the average, and the raw weights are saved beside it
+        for saved, average in zip(generator.get_weights(), run.gan.ema_generator.get_weights()):
+            np.testing.assert_array_equal(saved, average)
+        assert run.paths["generator_raw"].is_file()
 
 
 def test_wgan_gp_steps_the_generator_once_per_five_critic_steps(tmp_path):
