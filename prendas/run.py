@@ -64,7 +64,7 @@ class Run:
         from prendas.evaluate import Reference
 
         if self._reference is None:
-            self._reference = Reference()
+            self._reference = Reference.shared()
         z = latent_batch(self.config.eval_samples, self.gan.latent_dim, [self.config.seed, 4, self.epochs_done])
         labels = balanced_labels(len(z)) if self.gan.conditional else None
         scores = self._reference.score(generate_images(self.gan.sampler, z, labels), full=False)

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from agreement import TOLERANCE, assert_weights_agree
 from conftest import ROOT, run_cli
 
@@ -119,6 +121,7 @@ def _free_ports(n):
     return ports
 
 
+@pytest.mark.slow  # (two processes joined over TCP: deeper than the suite's other checks; CI runs it)
 def test_two_machines_give_the_result_of_one_device_and_only_the_chief_writes(tmp_path):
     """Two processes on this machine stand for two machines: TF_CONFIG names them, each runs the same
     command (--devices all), MultiWorkerMirroredStrategy joins them. The chief's files are those of
@@ -169,20 +172,29 @@ def test_two_machines_give_the_result_of_one_device_and_only_the_chief_writes(tm
         assert_weights_agree(chief.get_weights(), single.get_weights())
 
 
-def test_tf_config_is_checked(tmp_path):
+def test_tf_config_is_checked(tmp_path, monkeypatch, capsys):
+    """A mistake in TF_CONFIG is one line before anything loads (in this process: the check comes first), and JAX
+    refuses it (in a process of its own)."""
+    from prendas.__main__ import main
+
     common = ["train", "--epochs", 1, "--images", 32, "--batch-size", 16, "--out", tmp_path / "out"]
     two = '{"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 0}}'
-    cases = (("tensorflow", "1", two, "TF_CONFIG is set (a run over several machines): add --devices all"),
-             ("tensorflow", "all", "{not json", "TF_CONFIG is not a JSON object"),
-             ("tensorflow", "all", "[]", "TF_CONFIG is not a JSON object"),
-             ("tensorflow", "all", '{"cluster": {"ps": ["localhost:1"]}, "task": {"type": "ps", "index": 0}}',
+    cases = (("1", two, "TF_CONFIG is set (a run over several machines): add --devices all"),
+             ("all", "{not json", "TF_CONFIG is not a JSON object"),
+             ("all", "[]", "TF_CONFIG is not a JSON object"),
+             ("all", '{"cluster": {"ps": ["localhost:1"]}, "task": {"type": "ps", "index": 0}}',
               'TF_CONFIG\'s "cluster" must list "worker"'),
-             ("tensorflow", "all", two.replace('"index": 0', '"index": 2'), 'TF_CONFIG\'s "task" must name this machine'),
-             ("jax", "all", two, "TF_CONFIG is set (a run over several machines), which only the TensorFlow backend follows"))
-    for backend, devices, tf_config, message in cases:
-        env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CONFIG=tf_config, KERAS_BACKEND=backend)
-        result = subprocess.run([sys.executable, "-m", "prendas", *map(str, common), "--devices", devices], cwd=ROOT,
-                                env=env, capture_output=True, text=True)
-        assert result.returncode == 2, result.stderr[-2000:]
-        assert message in result.stderr.splitlines()[-1]
+             ("all", two.replace('"index": 0', '"index": 2'), 'TF_CONFIG\'s "task" must name this machine'))
+    for devices, tf_config, message in cases:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+        assert main([*map(str, common), "--devices", devices]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
         assert not (tmp_path / "out").exists()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CONFIG=two, KERAS_BACKEND="jax")
+    result = subprocess.run([sys.executable, "-m", "prendas", *map(str, common), "--devices", "all"], cwd=ROOT,
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "TF_CONFIG is set (a run over several machines), which only the TensorFlow backend follows" in (
+        result.stderr.splitlines()[-1])
+    assert not (tmp_path / "out").exists()

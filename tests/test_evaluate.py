@@ -10,12 +10,12 @@ from conftest import run_cli
 
 from prendas import features as evaluator
 from prendas.data import CLASS_NAMES
-from prendas.evaluate import Reference
+from prendas.evaluate import Reference, floor_scores
 
 
 @pytest.fixture(scope="module")
 def reference(real_data_dir):
-    return Reference()
+    return Reference.shared()
 
 
 def test_the_shipped_feature_network_is_the_recorded_one(reference):
@@ -84,7 +84,7 @@ def test_quality_during_training(tiny_run):
     assert (out / "images" / f"quality_{tag}.png").is_file()
 
 
-def test_evaluate_command(tiny_run, tmp_path, monkeypatch):
+def test_evaluate_command(tiny_run, reference, tmp_path, monkeypatch):
     out, _ = tiny_run
     [model] = (out / "models").glob("generator_2*.keras")  # (not the best-so-far generator_best_TAG)
     monkeypatch.setenv("PRENDAS_CACHE", str(tmp_path / "cache"))
@@ -109,17 +109,19 @@ def test_evaluate_command(tiny_run, tmp_path, monkeypatch):
     assert report["run"]["data"]["includes_test_images"] is False and "warning" not in report
 
     # The floor is the same for the next evaluation with the same n and seed: it comes from the cache,
-    # and a cache file that cannot be read is scored again.
+    # and a cache file that cannot be read is scored again (those two here, in this process, from the same file).
+    again = run_cli("evaluate", "--model", model, "--n", 500, "--json", tmp_path / "again.json")
+    assert again.returncode == 0, again.stderr
+    second = json.loads((tmp_path / "again.json").read_text())
+    assert second["floor"] == report["floor"] and second["metrics"] == report["metrics"]
+    assert second["floor_from_cache"] is True and report["floor_from_cache"] is False
+    assert "floor from the cache" in again.stdout
     [cached] = (tmp_path / "cache").glob("floor_*.json")
-    for damage in (None, "{not json", "null"):
-        if damage:
-            cached.write_text(damage)
-        again = run_cli("evaluate", "--model", model, "--n", 500, "--json", tmp_path / "again.json")
-        assert again.returncode == 0, again.stderr
-        second = json.loads((tmp_path / "again.json").read_text())
-        assert second["floor"] == report["floor"] and second["metrics"] == report["metrics"]
-        assert second["floor_from_cache"] is (damage is None) and report["floor_from_cache"] is False
-        assert ("floor from the cache" in again.stdout) is (damage is None)
+    for damage in ("{not json", "null"):
+        cached.write_text(damage)
+        floor, from_cache = floor_scores(reference, 500, 0, conditional=False)
+        assert not from_cache and json.loads(json.dumps(floor)) == report["floor"]
+        assert json.loads(cached.read_text()) == report["floor"]  # written again
 
     # the results table picks the run and its evaluation up
     table = tmp_path / "RESULTS.md"
@@ -134,7 +136,9 @@ def test_evaluate_command(tiny_run, tmp_path, monkeypatch):
     assert "*floor: 500 real training images*" in table.read_text()
 
 
-def test_evaluate_warns_when_training_saw_test_images(tiny_run, tmp_path):
+def test_evaluate_warns_when_training_saw_test_images(tiny_run, tmp_path, capsys):
+    from prendas.__main__ import main
+
     out, _ = tiny_run
     [model] = (out / "models").glob("generator_2*.keras")  # (not the best-so-far generator_best_TAG)
     [run_json] = (out / "models").glob("run_*.json")
@@ -142,9 +146,8 @@ def test_evaluate_warns_when_training_saw_test_images(tiny_run, tmp_path):
     record = json.loads(run_json.read_text())
     record["data"].update(images=70_000, train_images=60_000, test_images=10_000, includes_test_images=True)
     (tmp_path / run_json.name).write_text(json.dumps(record))
-    result = run_cli("evaluate", "--model", tmp_path / model.name, "--n", 200, "--json", tmp_path / "e.json")
-    assert result.returncode == 0, result.stderr
-    assert "WARNING: this generator trained on 10,000 of the test images" in result.stdout
+    assert main(["evaluate", "--model", str(tmp_path / model.name), "--n", "200", "--json", str(tmp_path / "e.json")]) == 0
+    assert "WARNING: this generator trained on 10,000 of the test images" in capsys.readouterr().out
     assert "warning" in json.loads((tmp_path / "e.json").read_text())
 
 
@@ -156,9 +159,12 @@ def test_evaluate_warns_when_training_saw_test_images(tiny_run, tmp_path):
         (["--model", "{model}", "--json", "{tmp}/e.txt"], "must name a .json file"),
     ],
 )
-def test_evaluate_refuses_bad_input(tiny_run, tmp_path, args, message):
+def test_evaluate_refuses_bad_input(tiny_run, tmp_path, args, message, capsys):
+    from prendas.__main__ import main
+
     out, _ = tiny_run
     [model] = (out / "models").glob("generator_2*.keras")  # (not the best-so-far generator_best_TAG)
-    result = run_cli("evaluate", *[a.format(model=model, tmp=tmp_path) for a in args])
-    assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1
+    assert main(["evaluate", *[a.format(model=model, tmp=tmp_path) for a in args]]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
     assert not list(tmp_path.iterdir())

@@ -82,6 +82,7 @@ def test_the_wheel_carries_the_package_the_feature_network_and_the_license(wheel
     assert not any(n.startswith(("tests/", "models/", "images/")) for n in names)
 
 
+@pytest.mark.slow  # (a fresh virtual environment: deeper than the suite's other checks; CI runs it)
 def test_the_wheel_installed_in_a_fresh_environment_trains_generates_and_evaluates(wheel, tmp_path, real_data_dir):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
