@@ -1,13 +1,19 @@
-"""The Docker files, on paper: linters pass and the facts the README and docs/ promise hold.
+"""The Docker files without a Docker engine: linters pass, the facts the README and docs/ promise hold, and the
+scripts under docker/ behave (the entrypoint's choice of user, run with stubs; the check's pieces).
 
-No Docker engine is needed (none runs where these tests run): hadolint and check-jsonschema come from
-requirements-dev.txt, the rest reads the files. Offline and fast.
+Building and running the images is docker/check.sh's job (it downloads gigabytes, so it is not run here).
+hadolint and check-jsonschema come from requirements-dev.txt; `docker compose config` and shellcheck are used
+where they are installed. Offline and fast.
 """
 
+import ast
 import fnmatch
+import importlib.util
 import json
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +24,8 @@ import yaml  # installed with requirements-dev.txt (papermill and jupyter-events
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
+START = ROOT / "docker" / "start.sh"  # the image's entrypoint, /usr/local/bin/prendas-start
+CHECK = ROOT / "docker" / "check.sh"
 WORKDIR = "/home/jovyan/work"  # where the repository is bind-mounted and JupyterLab is rooted
 DATA_DIR = "/usr/share/datasets/fashion-mnist"  # what the Debian package dataset-fashion-mnist installs
 PORT = "8888"
@@ -156,7 +164,7 @@ def test_hadolint_finds_nothing():
     # Threshold "style": any finding at all, down to style, fails; inline ignores must say why (below).
     result = subprocess.run(
         [venv_tool("hadolint"), "--no-color", "--failure-threshold", "style", DOCKERFILE.name],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
 
@@ -171,12 +179,20 @@ def test_every_hadolint_ignore_says_why():
 def test_compose_file_matches_the_compose_spec():
     result = subprocess.run(
         [venv_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", COMPOSE.name],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --- (c): the image installs exactly the pins of requirements.txt --------------------------------------
+
+VARIANTS = {"gpu": "tensorflow[and-cuda]", "cpu": "tensorflow-cpu"}  # VARIANT -> the TensorFlow it installs
+
+
+def variant_case(instructions):
+    """The `case "${VARIANT}"` arms of the pip step: {variant: the tensorflow package it sets}."""
+    [run] = [args for args in args_of(instructions, "RUN") if 'case "${VARIANT}"' in args]
+    return dict(re.findall(r'(\w+)\) tensorflow="([^"]+)"', run))
 
 
 def test_image_installs_the_pinned_requirements(instructions):
@@ -217,9 +233,28 @@ def test_image_installs_the_pinned_requirements(instructions):
         assert name in pins, f"pip install {spec!r}: {name} is not in requirements.txt"
         assert match[3] == pins[name][1], f"pip install {spec!r}, but requirements.txt pins {pins[name][1]}"
 
-    # TensorFlow with its CUDA wheels, at exactly the version requirements.txt pins.
-    tensorflow = [s for s in specs if s.lower().startswith("tensorflow[and-cuda]==")]
-    assert tensorflow == [f"tensorflow[and-cuda]=={runtime['tensorflow'][1]}"], specs
+
+def test_each_variant_renames_tensorflow_and_keeps_its_version(instructions, tmp_path):
+    # The GPU image's tensorflow[and-cuda] and the CPU image's tensorflow-cpu, each at the version that
+    # requirements.txt pins: the build runs this very sed on its copy of requirements.txt.
+    assert arg_defaults(instructions).get("VARIANT") == "gpu", "a plain `docker build .` must give the GPU image"
+    assert variant_case(instructions) == VARIANTS
+    [sed] = [c for c in shell_commands(instructions) if c[0] == "sed"]
+    assert sed[-1] == "/tmp/requirements/requirements.txt" and "-i" in sed
+    runtime = read_requirements(ROOT / "requirements.txt")
+    assert [line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("tensorflow==")] \
+        == [f"tensorflow=={runtime['tensorflow'][1]}"], "exactly one line `tensorflow==X` for the sed to rename"
+    for variant, package in VARIANTS.items():
+        copy = tmp_path / variant / "requirements.txt"
+        copy.parent.mkdir()
+        shutil.copy(ROOT / "requirements.txt", copy)
+        command = [token.replace("${tensorflow}", package) for token in sed[:-1]] + [str(copy)]
+        subprocess.run(command, check=True, timeout=30)
+        rewritten = read_requirements(copy)
+        name, _, extras = package.partition("[")
+        expected = {**{k: v for k, v in runtime.items() if k != "tensorflow"},
+                    name: (f"[{extras}" if extras else "", runtime["tensorflow"][1])}
+        assert rewritten == expected, f"VARIANT={variant}: {rewritten}"
 
 
 # --- (d): compose -------------------------------------------------------------------------------------
@@ -269,9 +304,24 @@ def test_compose_reserves_the_gpu_for_the_default_service_only(compose):
         assert "deploy" not in services[name], f"{name} is the CPU-only service: no device reservation"
 
 
+def test_compose_builds_the_gpu_image_for_the_default_service_and_the_cpu_image_for_the_other(compose, instructions):
+    services = compose["services"]
+    images = {}
+    for name, service in services.items():
+        build = service.get("build")
+        assert isinstance(build, dict) and build.get("context") in (".", "./"), f"{name} must build the Dockerfile here"
+        assert build.get("dockerfile", "Dockerfile") == "Dockerfile"
+        variant = build.get("args", {}).get("VARIANT")
+        assert variant in variant_case(instructions), f"{name}: VARIANT={variant!r} is not one the Dockerfile knows"
+        # Each variant its own image name, so building one never replaces the other.
+        images[variant] = service["image"]
+        expected = "cpu" if service.get("profiles") else "gpu"
+        assert variant == expected, f"{name} builds VARIANT={variant}, expected {expected}"
+    assert sorted(images) == ["cpu", "gpu"] and len(set(images.values())) == 2, images
+
+
 def test_compose_bind_mounts_the_repository_where_jupyter_works(compose, instructions):
     for name, service in compose["services"].items():
-        assert service.get("build") in (".", "./", {"context": "."}), f"{name} must build the Dockerfile here"
         mounts = []
         for volume in service.get("volumes", []):
             if isinstance(volume, dict):
@@ -282,21 +332,60 @@ def test_compose_bind_mounts_the_repository_where_jupyter_works(compose, instruc
         assert ("bind", ".", WORKDIR) in [(t, s.rstrip("/") or ".", d) for t, s, d in mounts], (
             f"{name}: the repository must be bind-mounted at {WORKDIR}: {mounts}"
         )
-        user = str(service.get("user", ""))
-        assert not re.match(r"(0|root)(:|$)", user), f"{name} runs as root"
+        # No user: the entrypoint runs the server as the folder's owner; a fixed user: would undo that.
+        assert "user" not in service, f"{name}: no user: (docker/start.sh picks the folder's owner)"
     assert args_of(instructions, "WORKDIR")[-1] == WORKDIR
+
+
+def docker_compose():
+    """`docker compose` (v2) where it is installed, else None."""
+    docker = shutil.which("docker")
+    if docker is None:
+        return None
+    try:
+        found = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return [docker, "compose"] if found.returncode == 0 else None
+
+
+def test_docker_compose_config_accepts_the_file_and_refuses_an_empty_token(tmp_path):
+    command = docker_compose()
+    if command is None:
+        pytest.skip("docker compose (v2) is not installed here; check-jsonschema above validates the file")
+    empty = tmp_path / "empty.env"  # not a developer's .env
+    empty.write_text("")
+    base = [*command, "--env-file", str(empty), "--project-directory", str(ROOT), "--profile", "cpu"]
+    env = {k: v for k, v in os.environ.items() if k not in ("JUPYTER_TOKEN", "ALLOW_ROOT")}
+    refused = subprocess.run([*base, "config"], capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert refused.returncode != 0 and "set JUPYTER_TOKEN in .env" in refused.stderr, refused.stderr
+    result = subprocess.run([*base, "config", "--format", "json"], capture_output=True, text=True,
+                            env={**env, "JUPYTER_TOKEN": "t" * 48}, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert {name: s["build"]["args"]["VARIANT"] for name, s in services.items()} == {"jupyter": "gpu", "jupyter-cpu": "cpu"}
+    assert services["jupyter-cpu"]["environment"]["NVIDIA_VISIBLE_DEVICES"] == "void"
+    for service in services.values():
+        assert service["environment"]["JUPYTER_TOKEN"] == "t" * 48 and service["environment"]["ALLOW_ROOT"] == ""
+        assert "user" not in service
 
 
 # --- (e): the Dockerfile -------------------------------------------------------------------------------
 
 
-def test_image_runs_as_jovyan_not_root(instructions):
-    users = [(i, args) for i, (key, args) in enumerate(instructions) if key == "USER"]
-    assert users, "no USER: the server would run as root"
-    index, user = users[-1]
-    assert user.split(":")[0] in ("1000", "jovyan"), f"USER {user}: docker-stacks' jovyan is uid 1000"
-    assert all(key != "RUN" for key, _ in instructions[index:]), "a RUN after the last USER runs as that user"
-    assert any("--uid 1000" in args and "--gid 100" in args for args in args_of(instructions, "RUN"))
+def test_image_starts_as_root_only_to_run_the_server_as_the_repository_owner(instructions):
+    # No USER: the entrypoint starts as root, gives jovyan the mounted folder's owner's ids and drops to them
+    # (its choices are tested below, with stubs). A USER root, or any USER after which the entrypoint could
+    # not change user, would undo that.
+    assert not args_of(instructions, "USER"), "no USER: docker/start.sh drops to the repository's owner"
+    assert any("--uid 1000" in args and "--gid 100" in args for args in args_of(instructions, "RUN")), (
+        "jovyan, uid 1000, gid 100: docker-stacks' default, used where no folder is mounted"
+    )
+    copies = [shlex.split(args) for args in args_of(instructions, "COPY")]
+    assert ["docker/start.sh", "/usr/local/bin/prendas-start"] in copies
+    assert ["chmod", "755", "/usr/local/bin/prendas-start"] in shell_commands(instructions), (
+        "make the entrypoint executable in the image, whatever the checkout did to its mode"
+    )
 
 
 def test_image_carries_fashion_mnist(instructions):
@@ -316,7 +405,7 @@ def test_image_has_a_healthcheck_on_the_jupyter_api(instructions):
 
 
 def test_image_starts_jupyterlab_under_tini_with_a_token(instructions):
-    assert exec_form(args_of(instructions, "ENTRYPOINT")[-1])[:3] == ["tini", "-g", "--"]
+    assert exec_form(args_of(instructions, "ENTRYPOINT")[-1]) == ["tini", "-g", "--", "prendas-start"]
     cmd = exec_form(args_of(instructions, "CMD")[-1])
     assert cmd[:2] == ["jupyter", "lab"]
     for option in ("--ip=0.0.0.0", f"--port={PORT}", "--no-browser", f"--ServerApp.root_dir={WORKDIR}"):
@@ -327,23 +416,39 @@ def test_image_starts_jupyterlab_under_tini_with_a_token(instructions):
     assert PORT in args_of(instructions, "EXPOSE")[-1].split()
 
 
-def test_image_sees_the_gpu_through_the_pip_cuda_libraries(instructions):
-    base = args_of(instructions, "FROM")[0].split()[0]
+def test_base_image_is_python_slim_bookworm_and_overridable(instructions):
+    defaults = arg_defaults(instructions)
+    assert args_of(instructions, "FROM") == ["${BASE_IMAGE}"], "FROM ${BASE_IMAGE}: the base is a build argument"
+    base = defaults["BASE_IMAGE"]
     image, _, tag = base.partition(":")
-    assert tag and tag != "latest", f"FROM {base}: pin a tag"
+    assert tag and tag != "latest", f"BASE_IMAGE={base}: pin a tag"
     assert not image.startswith("tensorflow/"), "the official TensorFlow GPU images carry cuDNN 8: no GPU on 2.21"
+    assert re.fullmatch(r"python:3\.1[0-3]-slim-bookworm", base), f"BASE_IMAGE={base}: TensorFlow 2.21 takes Python 3.10-3.13"
+
+
+def test_no_python_version_in_any_path(instructions):
+    # Another python:3.X base must build unchanged: site-packages is asked of Python, never spelled out.
+    for key, args in instructions:
+        if key != "ARG":
+            assert not re.search(r"python3\.\d+", args), f"{key} {args[:80]}...: a Python version in a path"
+
+
+def test_image_sees_the_gpu_through_the_pip_cuda_libraries(instructions):
     env = env_values(instructions)
     assert env.get("NVIDIA_VISIBLE_DEVICES") == "all"
     assert env.get("NVIDIA_DRIVER_CAPABILITIES") == "compute,utility"
-    # ptxas (for XLA) on PATH, under the site-packages of the base image's Python.
-    python = re.fullmatch(r"(?:docker\.io/)?(?:library/)?python:(\d+\.\d+)[.\w-]*", base)
-    assert python, f"FROM {base}: expected an official python:X.Y image"
-    assert f"/usr/local/lib/python{python[1]}/site-packages/nvidia/cuda_nvcc/bin" in env["PATH"].split(":")
+    [gpu_step] = [args for args in args_of(instructions, "RUN") if "ldconfig" in args]
+    assert gpu_step.startswith('if [ "${VARIANT}" = gpu ]; then'), "the CUDA steps belong to the GPU image only"
     # Every nvidia/*/lib folder registered with the dynamic linker, then ldconfig.
     commands = shell_commands(instructions)
     writes = [i for i, c in enumerate(commands) if re.search(r"nvidia/\*/lib .*> /etc/ld\.so\.conf\.d/\S+\.conf", " ".join(c))]
     assert writes, "register every site-packages/nvidia/*/lib in /etc/ld.so.conf.d/"
     assert ["ldconfig"] in commands[writes[0]:], "run ldconfig after registering the nvidia/*/lib folders"
+    # ptxas (for XLA): the nvidia-cuda-nvcc wheel's folder, asked of Python, linked as the CUDA root /usr/local/cuda,
+    # and its bin/ on PATH.
+    assert 'find_spec("nvidia.cuda_nvcc")' in gpu_step
+    assert ["ln", "-s", "${nvcc_dir}", "/usr/local/cuda"] in commands
+    assert "/usr/local/cuda/bin" in env["PATH"].split(":")
 
 
 # --- the files beside them ---------------------------------------------------------------------------
@@ -381,6 +486,154 @@ def test_env_example_holds_no_usable_token():
         line.partition("=")[::2] for line in (ROOT / ".env.example").read_text().splitlines()
         if "=" in line and not line.lstrip().startswith("#")
     )
-    assert "JUPYTER_TOKEN" in values
+    # The token and nothing else: the uid is the start script's business (no HOST_UID any more).
+    assert list(values) == ["JUPYTER_TOKEN"], values
     # Empty, so a copied .env is refused by compose until someone puts a real token in it.
     assert values["JUPYTER_TOKEN"].strip() == ""
+
+
+# --- docker/start.sh, the entrypoint: whom the server runs as --------------------------------------------
+
+
+@pytest.fixture
+def start(tmp_path):
+    """Run docker/start.sh unprivileged: stubs stand in for id, stat, chown and setpriv.
+
+    start(owner="U G", uid=0, uid_map=ROOTFUL, env={}, work=True) -> (CompletedProcess, passwd text, chowned paths).
+    The command it is given is `echo hello`; setpriv's stub prints its arguments instead of switching user.
+    """
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    for name, body in {
+        "id": 'echo "${STUB_UID}"',
+        "stat": '[ "$2" = "%u %g" ] && echo "${STUB_OWNER}" || echo "${STUB_OWNER%% *}"',
+        "chown": 'printf "%s\\n" "$@" >> "${STUB_CHOWNED}"',
+        # The write probe (a root-owned folder): fails unless STUB_WRITABLE=1; any other use prints its arguments.
+        "setpriv": 'case "$*" in *mktemp*) [ "${STUB_WRITABLE:-0}" = 1 ]; exit ;; esac; echo "setpriv $*"',
+    }.items():
+        (stubs / name).write_text(f"#!/bin/bash\n{body}\n")
+        (stubs / name).chmod(0o755)
+    home = tmp_path / "home"
+
+    def run(owner="1001 1001", uid=0, uid_map="0 0 4294967295", env=None, work=True):
+        home.mkdir(exist_ok=True)
+        if work:
+            (home / "work").mkdir(exist_ok=True)
+        (home / ".bashrc").write_text("")
+        passwd = tmp_path / "passwd"
+        passwd.write_text("root:x:0:0:root:/root:/bin/bash\njovyan:x:1000:100::/home/jovyan:/bin/bash\n")
+        (tmp_path / "uid_map").write_text(uid_map + "\n")
+        chowned = tmp_path / "chowned"
+        chowned.write_text("")
+        result = subprocess.run(
+            ["bash", str(START), "echo", "hello"], capture_output=True, text=True, timeout=30, check=False,
+            env={"PATH": f"{stubs}:{os.environ['PATH']}", "HOME": str(home), "PRENDAS_PASSWD": str(passwd),
+                 "PRENDAS_UID_MAP": str(tmp_path / "uid_map"), "STUB_UID": str(uid), "STUB_OWNER": owner,
+                 "STUB_CHOWNED": str(chowned), **(env or {})},
+        )
+        return result, passwd.read_text(), chowned.read_text().split("\n")
+
+    return run
+
+
+def test_start_runs_as_the_owner_of_the_mounted_repository(start):
+    result, passwd, chowned = start(owner="1001 1002")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "setpriv --reuid=1001 --regid=1002 --clear-groups -- echo hello\n"
+    # jovyan is now them, so `docker compose exec -u jovyan` runs as them too; root's line is untouched.
+    assert passwd.splitlines() == ["root:x:0:0:root:/root:/bin/bash", "jovyan:x:1001:1002::/home/jovyan:/bin/bash"]
+    # Their home, but never the mounted repository: nothing of the user's is chowned.
+    assert chowned[:2] == ["-h", "1001:1002"]
+    names = [Path(p).name for p in chowned[2:] if p]
+    assert "home" in names and ".bashrc" in names and "work" not in names, names
+    [line] = result.stderr.splitlines()
+    assert line.startswith("prendas-start: running as uid 1001, gid 1002 (jovyan), the owner of /") and line.endswith("/home/work")
+
+
+def test_start_keeps_the_server_off_root_and_says_what_to_set(start):
+    # A root-owned folder on an ordinary engine: jovyan's default ids, and one line saying what to do.
+    result, passwd, _ = start(owner="0 0")
+    assert result.stdout == "setpriv --reuid=1000 --regid=100 --clear-groups -- echo hello\n"
+    warnings = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1 and "belongs to root" in warnings[0] and "ALLOW_ROOT=1" in warnings[0], result.stderr
+    assert "jovyan:x:1000:100:" in passwd
+    # The same, where the mount lets uid 1000 write although it shows root as the owner (Docker Desktop's
+    # file sharing): the server runs as 1000 and nothing is wrong, so no warning.
+    result, _, _ = start(owner="0 0", env={"STUB_WRITABLE": "1"})
+    assert result.stdout == "setpriv --reuid=1000 --regid=100 --clear-groups -- echo hello\n"
+    assert "WARNING" not in result.stderr and "belongs to root but lets it write" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("uid_map, env, why", [
+    ("0 0 4294967295", {"ALLOW_ROOT": "1"}, "ALLOW_ROOT=1"),  # asked for
+    ("0 1000 1\n1 100000 65536", {}, "rootless"),  # root here is the unprivileged host user who owns the folder
+])
+def test_start_runs_as_root_only_when_root_here_is_not_root_there_or_when_asked(start, uid_map, env, why):
+    result, passwd, chowned = start(owner="0 0", uid_map=uid_map, env=env)
+    assert result.stdout == "hello\n", result.stderr  # the command itself, as root: no setpriv
+    assert why in result.stderr and "WARNING" not in result.stderr
+    assert "jovyan:x:1000:100:" in passwd and chowned == [""]
+
+
+def test_start_respects_a_user_given_with_user_and_says_when_it_cannot_write(start):
+    result, _, chowned = start(uid=1234, work=False, owner="1001 1001")  # no writable work folder
+    assert result.stdout == "hello\n" and chowned == [""]
+    assert "WARNING: uid 1234 cannot write" in result.stderr and "owned by uid 1001" in result.stderr
+    result, _, _ = start(uid=1234)  # the folder is writable (the test's own): nothing to say
+    assert result.stdout == "hello\n" and result.stderr == ""
+
+
+# --- docker/check.sh and the scripts beside it -------------------------------------------------------------
+
+
+def test_scripts_parse_and_pass_shellcheck():
+    scripts = sorted((ROOT / "docker").glob("*.sh"))
+    assert {p.name for p in scripts} >= {"start.sh", "check.sh", "make-base.sh"}
+    for script in scripts:
+        result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=30, check=False)
+        assert result.returncode == 0, f"{script.name}: {result.stderr}"
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed here (apt-get install shellcheck); bash -n passed")
+    result = subprocess.run([shellcheck, *map(str, scripts)], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout
+
+
+def test_check_skips_in_one_line_without_a_docker_engine(tmp_path):
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    (stubs / "docker").write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
+    (stubs / "docker").chmod(0o755)
+    result = subprocess.run(["bash", str(CHECK)], capture_output=True, text=True, timeout=30, check=False,
+                            env={**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}"})
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.splitlines() == ["docker/check.sh: skipped: no Docker engine answers here (docker info failed)"]
+
+
+def test_check_never_runs_in_ci():
+    assert "check.sh" not in (ROOT / ".ci" / "run").read_text(), "docker/check.sh downloads gigabytes: not in CI"
+
+
+@pytest.fixture(scope="module")
+def run_notebook():
+    spec = importlib.util.spec_from_file_location("run_notebook", ROOT / "docker" / "run_notebook.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_check_runs_the_notebook_with_the_tests_small_parameters(run_notebook):
+    import nbformat
+
+    parameters, origin = run_notebook.test_parameters()
+    assert origin == "test_notebook.py", "the parameters must come from tests/test_notebook.py, not the fallback"
+    assert parameters["IMAGES"] <= 1024 and parameters["EPOCHS"] <= 2, parameters  # small, as the test's
+    notebook = nbformat.read(ROOT / "gan_prendas.ipynb", as_version=4)
+    names = run_notebook.parameter_names(notebook)
+    kept = run_notebook.inject(notebook, parameters)
+    assert kept == {k: v for k, v in parameters.items() if k in names} and set(kept) == set(parameters)
+    cells = [c for c in notebook.cells if c.cell_type == "code"]
+    assert "parameters" in cells[0].metadata["tags"] and cells[1].metadata["tags"] == ["injected-parameters"]
+    assigned = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(cells[1].source).body}
+    assert assigned == parameters
+    nbformat.validate(notebook)
