@@ -15,6 +15,17 @@ def command():
     return "prendas" if sys.argv and sys.argv[0].rsplit("/", 1)[-1] == "prendas" else "python -m prendas"
 
 
+def format_seconds(seconds):
+    """A duration as the progress lines and the results table show it: '4m05s', or '2h03m' from an hour.
+
+    (Here, not in run.py, which imports Keras: `prendas results` uses it and needs no Keras.)
+    """
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
 class PrendasError(Exception):
     """A mistake the user can fix: a bad flag, a missing or corrupted file, a mismatched model.
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from prendas import PrendasError, command
-from prendas.config import PRECISIONS, PRESETS, RESUME_OPTIONS, TrainConfig, add_arguments, check_installed, flag
+from prendas.config import PRECISIONS, PRESETS, RESUME_OPTIONS, TrainConfig, add_arguments, check_installed, flag, preset_settings
 from prendas.data import CLASS_NAMES
 
 
@@ -37,7 +37,8 @@ def _parser():
     t.add_argument("--preset", choices=tuple(PRESETS), help="a named recipe for what the other flags leave unset: "
                    "tutorial (the defaults), best (" + ", ".join(f"--{flag(k)} {v}".replace(" True", "")
                    for k, v in PRESETS["best"].items()) + ": the best measured at equal budget, see docs/recipes.md) "
-                   "or sngan (the hinge loss in place of rpgan, without --r1/--r2: the best until 2026-11-30)")
+                   "or sngan (the hinge loss in place of rpgan, without --r1/--r2). From Python: "
+                   "TrainConfig.preset(NAME, **settings)")
     t.add_argument("--resume", metavar="CHECKPOINT", help="continue from OUT/checkpoints/checkpoint_TAG.npz, or from "
                    "the newest checkpoint in a run's folder OUT (it says which)")
 
@@ -194,10 +195,7 @@ def _train(args):
     if args.preset:
         if args.resume:
             raise PrendasError("--preset is for new runs: a resumed run keeps its checkpoint's recipe")
-        merged = {**PRESETS[args.preset], **given}  # the flags given win over the preset
-        if not merged.get("conditional") and "class_loss" not in given:
-            merged.pop("class_loss", None)  # --no-conditional: the preset's classifier goes with its labels
-        given = merged
+        given = preset_settings(args.preset, given)  # the flags given win over the preset
     # Every range is checked here, before TensorFlow loads: a mistake answers at once, in one line.
     config = TrainConfig(**given, **options)
     check_installed(config)

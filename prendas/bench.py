@@ -15,7 +15,8 @@ import keras
 import numpy as np
 
 from prendas import PrendasError, devices
-from prendas.config import PRESETS, TrainConfig
+from prendas.config import TrainConfig
+from prendas.gan import step_backend
 from prendas.models import build_discriminator, build_generator
 
 
@@ -144,15 +145,14 @@ def run_benchmark(batch_size=256, steps=10, repeats=3, latent_dim=100, steps_per
     The project's step trains `preset`'s recipe (the tutorial's loop stays the tutorial's). On JAX the
     project's step runs alone: the tutorial's loop is TensorFlow code (its figures are None).
     """
+    step_backend()  # (TensorFlow or JAX, else a one-line error)
     backend = keras.backend.backend()
-    if backend not in ("tensorflow", "jax"):
-        raise PrendasError(f"the benchmark runs on the TensorFlow or JAX backend, not {backend}")
     if steps % steps_per_execution:
         raise PrendasError(f"--steps ({steps}) must be a multiple of --steps-per-execution ({steps_per_execution})")
     from prendas.data import load_fashion_mnist
 
-    config = TrainConfig(**{**PRESETS[preset], "batch_size": batch_size, "latent_dim": latent_dim, "seed": seed,
-                            "steps_per_execution": steps_per_execution, "xla": xla, "precision": precision})
+    config = TrainConfig.preset(preset, batch_size=batch_size, latent_dim=latent_dim, seed=seed,
+                                steps_per_execution=steps_per_execution, xla=xla, precision=precision)
     # Whole batches only (60,000 // B of them), so that neither side ever runs a short batch.
     data = load_fashion_mnist()
     images, labels = data.x_train[: len(data.x_train) // batch_size * batch_size], data.y_train
@@ -185,7 +185,8 @@ def run_benchmark(batch_size=256, steps=10, repeats=3, latent_dim=100, steps_per
         "backend": backend,
         "device": "GPU" if gpus else "CPU",
         "versions": devices.versions(),
-        "settings": {"recipe": config.recipe(), "batch_size": batch_size, "steps": steps, "repeats": repeats, "latent_dim": latent_dim,
+        "settings": {"recipe": config.recipe(), "batch_size": batch_size, "steps": steps, "repeats": repeats,
+                     "latent_dim": latent_dim,
                      "steps_per_execution": steps_per_execution, "xla": xla, "precision": precision},
         "project_images_per_s": round(project, 1),
         "baseline_images_per_s": None if baseline is None else round(baseline, 1),
@@ -215,7 +216,8 @@ def format_report(r):
     )
     lines = [
         f"machine: {r['machine']}; {r['backend']} on {r['device']} ({name} {r['versions'][r['backend']]})",
-        f"project: {s.get('recipe', 'bce')}, batch {s['batch_size']}, {s['precision']}, {s['steps_per_execution']} step(s) per call, {compiled}; "
+        f"project: {s.get('recipe', 'bce')}, batch {s['batch_size']}, {s['precision']}, "
+        f"{s['steps_per_execution']} step(s) per call, {compiled}; "
         f"medians of {s['repeats']} alternating runs of {s['steps']} steps",
         f"{'':22}{'images/s':>10}{'GFLOP/s':>10}   runs",
         f"{'project step':22}{r['project_images_per_s']:>10,.0f}{r['project_flops_per_s'] / 1e9:>10.1f}   "

@@ -34,7 +34,7 @@ GP_WEIGHT = 10.0  # the gradient penalty's weight (the WGAN-GP paper's lambda)
 AUGMENTS = ("none", "translation", "cutout", "translation,cutout")
 
 # best: R3GAN's relativistic loss with R1 and R2 on the hinge recipe's networks (measured better at equal budget,
-# docs/recipes.md); sngan: that hinge recipe, --preset best until issue 16.
+# docs/recipes.md); sngan: those networks with the hinge loss (SNGAN's recipe).
 PRESETS = {
     "tutorial": {},
     "best": {"loss": "rpgan", "r1": 0.05, "r2": 0.05, "spectral_norm": True, "ema": 0.999, "conditional": True,
@@ -207,6 +207,12 @@ class TrainConfig:
             parts += [f"lr{self.g_lr:g}"] if self.g_lr == self.d_lr else [f"glr{self.g_lr:g}", f"dlr{self.d_lr:g}"]
         return "+".join(parts)
 
+    @classmethod
+    def preset(cls, name, **settings):
+        """A config from the preset `name` (PRESETS: 'tutorial', 'best', 'sngan'), the settings given winning over it:
+        TrainConfig.preset("best", epochs=5). What `train --preset` does."""
+        return cls(**preset_settings(name, settings))
+
     def replace(self, **changes):
         """A copy with some settings changed, validated again."""
         return dataclasses.replace(self, **changes)
@@ -222,6 +228,17 @@ class TrainConfig:
         if unknown:
             raise PrendasError(f"unknown training settings: {', '.join(unknown)}")
         return cls(**values)
+
+
+def preset_settings(name, given):
+    """The settings of preset `name` with those `given` (a dict) over them. Without labels (conditional=False given),
+    the preset's classifier goes with them, unless class_loss is given too."""
+    if name not in PRESETS:
+        raise PrendasError(f"unknown preset {name!r}: one of {', '.join(PRESETS)}")
+    merged = {**PRESETS[name], **given}
+    if not merged.get("conditional") and "class_loss" not in given:
+        merged.pop("class_loss", None)
+    return merged
 
 
 # The settings a resumed run may change (how the steps run, where and how often it writes, evaluation);

@@ -73,7 +73,7 @@ def load_fashion_mnist():
     explicit = os.environ.get("FASHION_MNIST_DIR")
     if explicit and not _has_all_files(Path(explicit)):
         # A folder the user named on purpose that lacks files is a mistake, not a reason to look elsewhere.
-        missing = [n for i, l, _ in FILES.values() for n in (i, l) if not (Path(explicit) / n).is_file()]
+        missing = [n for images, labels, _ in FILES.values() for n in (images, labels) if not (Path(explicit) / n).is_file()]
         raise PrendasError(f"FASHION_MNIST_DIR={explicit} lacks {', '.join(missing)}")
     for _, folder in places:
         if _has_all_files(folder):

@@ -13,7 +13,6 @@ import numpy as np
 
 from prendas import PrendasError, __version__
 
-
 # ---- choosing the devices (train.build_gan) -------------------------------------------------
 
 
@@ -99,7 +98,7 @@ def mirrored_strategy(config):
     import tensorflow as tf
 
     if not machines_:
-        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        devices = [d.name for d in tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")]
         if len(devices) == 1:
             return None  # one device: nothing to split
     refused = {

@@ -18,8 +18,8 @@ import numpy as np
 from prendas import artifacts, metrics
 from prendas.data import CLASS_NAMES, load_fashion_mnist
 from prendas.features import FeatureNetwork, load_record, weights_digest
-from prendas.sampling import balanced_labels, checkpoint_about, generate_images, latent_batch, load_generator
 from prendas.models import generator_signature
+from prendas.sampling import balanced_labels, checkpoint_about, generate_images, latent_batch, load_generator
 
 MEMORIZATION_SAMPLES = 100
 

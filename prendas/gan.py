@@ -15,8 +15,15 @@ from keras import ops
 from prendas import PrendasError, devices
 from prendas.augment import DRAWS, augment
 from prendas.config import GP_WEIGHT
-from prendas.losses import (class_loss, cosine_decay, discriminator_loss, generator_loss, gradient_penalty,
-                            interpolate, zero_centred_penalty)
+from prendas.losses import (
+    class_loss,
+    cosine_decay,
+    discriminator_loss,
+    generator_loss,
+    gradient_penalty,
+    interpolate,
+    zero_centred_penalty,
+)
 from prendas.models import NUM_CLASSES, generator_signature, normalize_spectra
 
 
@@ -103,7 +110,9 @@ class GAN(keras.Model):
             positions = ops.arange(start, ops.minimum(start + self.batch_size, n))
         chosen = ops.take(self.epoch_order, positions)
         real = ops.expand_dims(ops.cast(ops.take(self.train_images, chosen, axis=0), self.float) / 127.5 - 1.0, -1)
-        labels = None if self.train_labels is None else ops.reshape(ops.cast(ops.take(self.train_labels, chosen), "int32"), (-1, 1))
+        labels = None
+        if self.train_labels is not None:
+            labels = ops.reshape(ops.cast(ops.take(self.train_labels, chosen), "int32"), (-1, 1))
         return devices.split_batch(real, labels)
 
     @property
@@ -158,14 +167,13 @@ class GAN(keras.Model):
         if self.d_steps == 1:
             d_loss, g_loss = self._update(real, labels, with_generator=True)
             self.g_loss_tracker.update_state(g_loss, sample_weight=ops.cast(batch, self.float))
+            self._update_ema()
         else:
             (d_loss,) = self._update(real, labels, with_generator=False)
-            # The generator steps after every d_steps-th discriminator step; its loss is tracked there.
+            # The generator steps after every d_steps-th discriminator step; its loss and its average follow there.
             due = lambda: ops.equal(self.d_optimizer.iterations % self.d_steps, 0)  # noqa: E731
             step_backend().when(due, lambda: self._generator_update(real, labels), self)
         self.d_loss_tracker.update_state(d_loss, sample_weight=ops.cast(batch, self.float))
-        if self.ema_generator is not None:
-            self._update_ema()
         logs = {m.name: m.result() for m in self.metrics}
         if devices.multi_worker(self):
             # Keras averages a multi-worker step's outputs along their first axis, which a scalar lacks.
@@ -205,6 +213,11 @@ class GAN(keras.Model):
         batch = ops.shape(real)[0]
         z, fake_labels = self.draw_fakes(batch)
         mix = self.draw_mix(batch) if self.loss_name == "wgan-gp" else None
+        if mix is not None and self.conditional:
+            # WGAN-GP's interpolates mix each real image with a fake of its class, scored with that class: the
+            # fakes are drawn for the real images' classes (the labels drawn above are not used; the noise
+            # stream stays as it was).
+            fake_labels = labels
         seen_real, seen_fake = self._seen(batch)
         r1, r2 = self._gammas()
         g, d = self.generator, self.discriminator
@@ -251,6 +264,7 @@ class GAN(keras.Model):
         _assign(g.non_trainable_variables, new_g_state)
         _assign(d.non_trainable_variables, new_d_state)
         self.g_loss_tracker.update_state(g_loss, sample_weight=ops.cast(batch, self.float))
+        self._update_ema()
 
     def _gammas(self):
         """This step's weights of R1 and R2: --r1 and --r2, or with --gamma-kimg on their cosine way to a tenth."""
@@ -290,7 +304,7 @@ class GAN(keras.Model):
         loss = discriminator_loss(real_out, _scores_and_logits(fake_out, self.float)[0], self.loss_name)
         loss += self._class_term(real_logits, labels)
         if self.loss_name == "wgan-gp":
-            # The interpolates pair each real image with a fake of the real image's class.
+            # Each real image with its fake (conditional: of the real image's class, see _update), scored with `labels`.
             mixed = interpolate(real, fake, mix)
             gradients = step_backend().with_input_gradient(self._scorer(d_values, d_state, labels), mixed)[1]
             loss += GP_WEIGHT * gradient_penalty(gradients)
@@ -306,15 +320,20 @@ class GAN(keras.Model):
         return 0.0 if logits is None else self.class_weight * class_loss(logits, labels)
 
     def _update_ema(self):
-        """ema_w <- d * ema_w + (1 - d) * w over every generator variable (BatchNorm statistics too).
+        """After each generator update: ema_w <- d * ema_w + (1 - d) * w over every generator variable (BatchNorm
+        statistics too); nothing without an average.
 
-        The decay ramps up as (1 + t) / (10 + t) over the first generator steps, so the average
-        does not drag the random initial weights along for thousands of steps.
+        The decay ramps up as (1 + t) / (10 + t) over the first t generator steps, so the average
+        does not drag the random initial weights along for thousands of steps. With --ema-kimg, images
+        are counted as the discriminator saw them: d_steps batches for each generator step.
         """
+        if self.ema_generator is None:
+            return
         t = ops.cast(self.g_optimizer.iterations, self.float)
         if self.ema_kimg:  # a half-life of ema_kimg thousand images, at most 5% of the images seen (StyleGAN2-ADA)
-            half_life = ops.minimum(self.ema_kimg * 1000.0, 0.05 * t * self.batch_size)
-            decay = ops.power(0.5, self.batch_size / ops.maximum(half_life, 1e-8))
+            images_per_update = self.batch_size * self.d_steps
+            half_life = ops.minimum(self.ema_kimg * 1000.0, 0.05 * t * images_per_update)
+            decay = ops.power(0.5, images_per_update / ops.maximum(half_life, 1e-8))
         else:
             decay = ops.minimum(self.ema, (1.0 + t) / (10.0 + t))
         for target, source in zip(self.ema_generator.variables, self.generator.variables):
@@ -334,7 +353,8 @@ def step_backend():
     """The backend's part of the step (prendas.backend_tf or backend_jax): how gradients are taken and applied."""
     backend = keras.backend.backend()
     if backend not in ("tensorflow", "jax"):
-        raise PrendasError(f"training runs on TensorFlow or JAX; KERAS_BACKEND is {backend}")
+        raise PrendasError(f"training needs the TensorFlow or JAX backend (KERAS_BACKEND is {backend}); a saved "
+                           "generator can be sampled on any backend")
     return importlib.import_module({"tensorflow": "prendas.backend_tf", "jax": "prendas.backend_jax"}[backend])
 
 

@@ -51,6 +51,11 @@ def build_generator(latent_dim=100, arch="dcgan", conditional=False, width=32):
     return keras.Model(inputs if conditional else z, out, name="generator")
 
 
+def generator_of(config):
+    """The generator a run's settings describe (a TrainConfig: its latent_dim, arch, conditional and width)."""
+    return build_generator(config.latent_dim, config.arch, config.conditional, config.width)
+
+
 def build_discriminator(arch="dcgan", dropout=0.3, spectral_norm=False, conditional=False, classifier=False, width=32):
     """28x28x1 image [and a class label] -> one raw score (real > fake) [and ten class logits].
 

@@ -15,8 +15,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from prendas import format_seconds
 from prendas.devices import gpu_names
-from prendas.run import format_seconds, time_left
+from prendas.run import steps_done, time_left
 
 # TensorFlow >= 2.18 in images built on cuDNN 8 (the official -gpu images) loads no GPU library.
 GPU_HELP = (
@@ -110,7 +111,7 @@ class NotebookMonitor(keras.callbacks.Callback):
         if now - self._shown >= self.every_seconds:
             self._shown = now
             steps = self.params["steps"]
-            done = min(batch + 1, steps)  # (Keras numbers a short last call of --steps-per-execution as if whole)
+            done = steps_done(batch, steps)
             left = time_left(self.run, self._epoch, done, steps, now - self._epoch_started)
             self._update_bar(self._epoch - self.run.first_epoch + done / steps, left)
 

@@ -53,7 +53,7 @@ def discriminator_features(image, width):
     """28x28x1 -> features: stages at 28, 14 and 7 pixels, then a 7x7 depthwise basis (R3GAN's)."""
     channels = [width, 2 * width, 4 * width]
     x = _conv(image, channels[0])
-    for stage, stage_channels in enumerate(channels):
+    for stage in range(len(channels)):
         for _ in range(BLOCKS_PER_STAGE):
             x = _block(x, BLOCKS_PER_STAGE * len(channels))
         if stage + 1 < len(channels):

@@ -9,9 +9,8 @@ import os
 import re
 from pathlib import Path
 
-from prendas import PrendasError, artifacts
+from prendas import PrendasError, artifacts, format_seconds
 from prendas.data import CLASS_NAMES
-from prendas.run import format_seconds
 
 
 def collect_runs(folders):
@@ -59,10 +58,12 @@ def results_markdown(runs, out):
         "Every complete run found, with its quality measured by `python -m prendas evaluate` against the 10,000",
         "test images (FID: lower is better; precision: garments that look real; recall: how much of the real",
         "variety is covered; coverage: how many test images have a garment near them; least reached: the two",
-        "classes of test images with the lowest recall; classes: how many of the ten get at least 5% of the samples; asked = seen: for a",
+        "classes of test images with the lowest recall; classes: how many of the ten get at least 5% of the samples; "
+        "asked = seen: for a",
         "conditional generator, how often the classifier sees the class that was asked for). An `--ema` run has",
         "two rows: its saved generator (the moving average) and its raw weights. A floor row is 10,000 real",
-        "training images scored the same way, one for each feature network: no generator can beat it. Written by `python -m prendas results`;",
+        "training images scored the same way, one for each feature network: no generator can beat it. "
+        "Written by `python -m prendas results`;",
         "do not edit by hand. Figures are comparable only when measured by the same feature network (the",
         "last column: its test accuracy and the start of its weights' SHA-256; `?` for evaluations older than the",
         "digest). Training times compare only on the same machine (the last column; `?` for runs older than the name).",
@@ -99,7 +100,8 @@ def results_markdown(runs, out):
     for (network, what), floor in floors.items():
         lines.append(
             f"| *floor: {what}* | | | | | | {floor['fid']:.2f} | {floor['precision']:.3f} | {floor['recall']:.3f} | "
-            + " | ".join(_variety(floor)) + f" | {floor['classes_over_5pct']} | {floor['kl_from_uniform']:.3f} | | | {network} | |"
+            + " | ".join(_variety(floor))
+            + f" | {floor['classes_over_5pct']} | {floor['kl_from_uniform']:.3f} | | | {network} | |"
         )
     if not runs:
         lines.append("| (no complete run found) |" + " |" * 16)

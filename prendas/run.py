@@ -13,7 +13,7 @@ import time
 import keras
 import numpy as np
 
-from prendas import Diverged, artifacts, devices
+from prendas import Diverged, artifacts, devices, format_seconds
 from prendas.data import epoch_order
 from prendas.sampling import balanced_labels, generate_images, latent_batch
 
@@ -57,7 +57,8 @@ class Run:
         return self.segments_before + [self.epochs_done - self.first_epoch]
 
     def sample_grid(self):
-        return artifacts.image_grid(generate_images(self.gan.sampler, self.fixed_z, self.fixed_labels), cols=self.grid_cols, scale=2)
+        images = generate_images(self.gan.sampler, self.fixed_z, self.fixed_labels)
+        return artifacts.image_grid(images, cols=self.grid_cols, scale=2)
 
     def evaluate_now(self):
         """FID, precision, recall and class balance of eval_samples garments, against the test images."""
@@ -84,7 +85,8 @@ class Run:
             "data": self.data,
             "started": self.started,
             "updated": datetime.datetime.now().isoformat(timespec="seconds"),
-            "training_seconds": round(self.training_seconds_before + sum(h["seconds"] for h in self.history[self.first_epoch :]), 3),
+            "training_seconds": round(
+                self.training_seconds_before + sum(h["seconds"] for h in self.history[self.first_epoch :]), 3),
             "history": self.history,
             "evaluations": self.evaluations,
             "best": self.best,
@@ -227,7 +229,7 @@ class ProgressLogger(keras.callbacks.Callback):
         if self.live and now - self._shown > 1.0:
             self._shown = now
             steps, elapsed = self.params["steps"], now - self._started
-            done = min(batch + 1, steps)  # (Keras numbers a short last call of --steps-per-execution as if whole)
+            done = steps_done(batch, steps)
             rate = done * self.run.config.batch_size / elapsed
             epoch_left, run_left = time_left(self.run, self._epoch, done, steps, elapsed)
             print(f"\repoch {self._epoch + 1}/{self.run.last_epoch}  step {done}/{steps}  {rate:,.0f} img/s  "
@@ -245,6 +247,12 @@ class ProgressLogger(keras.callbacks.Callback):
             f"g_loss {record['g_loss']:.4f}  {record['images_per_s']:,.0f} img/s  "
             f"{record['seconds']:.1f}s  eta {format_seconds(eta)}{_quality(run, epoch)}"
         )
+
+
+def steps_done(batch, steps):
+    """How many of an epoch's `steps` are done when Keras reports batch `batch` (on_train_batch_end): batch + 1, but
+    Keras numbers a short last call of --steps-per-execution as if it were whole."""
+    return min(batch + 1, steps)
 
 
 def time_left(run, epoch, steps_done, steps, elapsed):
@@ -285,9 +293,3 @@ def _quality(run, epoch):
     return (f"  fid {e['fid']:.1f}  precision {e['precision']:.2f}  recall {e['recall']:.2f}  classes {e['classes_over_5pct']}"
             f"  coverage {e['coverage']:.2f}")
 
-
-def format_seconds(seconds):
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from prendas import PrendasError, artifacts
-from prendas.models import NUM_CLASSES, build_generator, generator_signature
+from prendas.models import NUM_CLASSES, generator_of, generator_signature
 
 
 def to_uint8(images):
@@ -111,7 +111,7 @@ def checkpoint_generator(path):
 
     meta, _, saved = artifacts.load_checkpoint(path)
     config = TrainConfig.from_dict(meta["config"])
-    generator = build_generator(config.latent_dim, config.arch, config.conditional, config.width)
+    generator = generator_of(config)
     group = "ema_generator" if "ema_generator" in saved else "generator"
     artifacts.restore_variables({group: generator.variables}, saved, path)
     return generator

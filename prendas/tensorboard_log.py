@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from prendas.artifacts import atomic_path, png_bytes
+from prendas.run import steps_done
 
 
 def drop_points_from(folder, step):
@@ -106,8 +107,8 @@ class EventWriter:
 
 class TensorBoardLog(keras.callbacks.Callback):
     """Writes a run's curves to config.tensorboard: every `tensorboard_every` steps the losses (their mean since the
-    previous point, within the epoch) and images/s; each epoch the same over the epoch, the quality figures of --eval-every and the
-    fixed-noise grid; at the start the settings (as a table and as hparams)."""
+    previous point, within the epoch) and images/s; each epoch the same over the epoch, the quality figures of
+    --eval-every and the fixed-noise grid; at the start the settings (as a table and as hparams)."""
 
     def __init__(self, run, steps):
         super().__init__()
@@ -140,7 +141,7 @@ class TensorBoardLog(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         # The run's step: a point each time it passes a multiple of `every` (Keras calls this once per compiled
         # call of --steps-per-execution steps, so the multiple itself may be skipped).
-        done = min(batch + 1, self.steps)  # (Keras numbers a short last call as if it were whole)
+        done = steps_done(batch, self.steps)
         step, last = self._epoch * self.steps + done, self._last
         self._last = step
         if not self.every or step // self.every == last // self.every or logs is None:

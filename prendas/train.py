@@ -17,8 +17,8 @@ import keras
 from prendas import Diverged, PrendasError, artifacts, command, devices
 from prendas.config import RESUME_OPTIONS, TrainConfig, check_installed, tensorboard_installed
 from prendas.data import load_fashion_mnist, select_images, steps_per_epoch
-from prendas.gan import GAN
-from prendas.models import build_discriminator, build_generator
+from prendas.gan import GAN, step_backend
+from prendas.models import build_discriminator, generator_of
 from prendas.run import ProgressLogger, Run, RunRecorder
 
 
@@ -27,11 +27,7 @@ def train(config, callbacks=(), log=print):
 
     Extra Keras callbacks may watch it; one with a set_run(run) method is handed the Run first.
     """
-    artifacts.check_writable(config.out, "--out")  # now, not after the first epoch
-    check_installed(config)
-    devices.check_machines(config)
-    images, data = _training_images(config)
-    gan = build_gan(config)
+    images, data, gan = _prepare(config)
     config, scratch = _where_this_machine_writes(gan, config)
     artifacts.remove_leftovers(config.out, log)
     tag = artifacts.claim_tag(config.out, artifacts.run_tag([config.epochs], config.images))
@@ -71,11 +67,7 @@ def resume(checkpoint, epochs, expect=None, callbacks=(), log=print, **changes):
             log("the run logged for TensorBoard, but the tensorboard package is not installed here: this session "
                 "does not log")
     config = config.replace(epochs=epochs, tensorboard=tensorboard, **{k: v for k, v in changes.items() if v is not None})
-    artifacts.check_writable(config.out, "--out")  # now, not after the first epoch
-    check_installed(config)
-    devices.check_machines(config)
-    images, data = _training_images(config)
-    gan = build_gan(config)
+    images, data, gan = _prepare(config)
     artifacts.restore_variables(gan.state_variables(), saved, checkpoint)
     config, scratch = _where_this_machine_writes(gan, config)
     segments = meta["segments"] + [epochs]
@@ -86,6 +78,16 @@ def resume(checkpoint, epochs, expect=None, callbacks=(), log=print, **changes):
               meta.get("evaluations", ()), meta.get("best"))
     run.training_seconds_before = meta["training_seconds"]
     return _fit(run, images, callbacks, log, scratch)
+
+
+def _prepare(config):
+    """What a new and a resumed run do first: the checks that need nothing loaded (a folder that cannot be written,
+    a missing package, TF_CONFIG), then the images and the GAN. (images, data record, gan)."""
+    artifacts.check_writable(config.out, "--out")  # now, not after the first epoch
+    check_installed(config)
+    devices.check_machines(config)
+    images, data = _training_images(config)
+    return images, data, build_gan(config)
 
 
 def newest_checkpoint(path, log=print):
@@ -127,12 +129,8 @@ def _log_folder(config, tag, before=None, out_before=None):
 
 def build_gan(config):
     """Seed everything, build both networks (and the moving average) and their Adam optimizers."""
+    step_backend()  # (TensorFlow or JAX, else a one-line error)
     backend = keras.backend.backend()
-    if backend not in ("tensorflow", "jax"):
-        raise PrendasError(
-            f"training needs the TensorFlow or JAX backend (KERAS_BACKEND is {backend}); "
-            "a saved generator can be sampled on any backend"
-        )
     if backend == "jax" and config.deterministic and "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
         warnings.warn("--deterministic sets TensorFlow's kernels; on JAX, start Python with "
                       "XLA_FLAGS=--xla_gpu_deterministic_ops=true for deterministic GPU kernels", stacklevel=2)
@@ -150,9 +148,6 @@ def build_gan(config):
         tf.config.optimizer.set_experimental_options({"remapping": False})
     keras.utils.set_random_seed(config.seed)
 
-    def generator():
-        return build_generator(config.latent_dim, config.arch, config.conditional, config.width)
-
     with strategy.scope() if strategy else contextlib.nullcontext():  # (--devices all: variables on every device)
         # The layers compute in the chosen precision (their weights stay float32); the policy is global
         # in Keras, so it is set only while the networks are built.
@@ -165,8 +160,8 @@ def build_gan(config):
                 conditional=config.conditional, classifier=bool(config.class_loss), width=config.width,
             )
             gan = GAN(
-                generator(), discriminator, loss=config.loss, d_steps=config.resolved("d_steps"), ema=config.ema,
-                ema_generator=generator() if config.averaged else None, class_weight=config.class_loss,
+                generator_of(config), discriminator, loss=config.loss, d_steps=config.resolved("d_steps"), ema=config.ema,
+                ema_generator=generator_of(config) if config.averaged else None, class_weight=config.class_loss,
                 r1=config.r1, r2=config.r2, ema_kimg=config.ema_kimg, gamma_kimg=config.gamma_kimg,
                 augment=config.augment,
             )
@@ -247,7 +242,8 @@ def _fit_here(run, images, callbacks, log, scratch):
         + f", {steps} step{'s' if steps > 1 else ''} of "
         f"{config.batch_size} images each"
         + (f" over {replicas} devices" if replicas > 1 else "") + ", "
-        + ("writing nothing: the chief (worker 0, or the chief task) writes the files" if scratch else f"writing to {Path(config.out).resolve()}")
+        + ("writing nothing: the chief (worker 0, or the chief task) writes the files" if scratch
+           else f"writing to {Path(config.out).resolve()}")
     )
     for callback in callbacks:
         if hasattr(callback, "set_run"):  # callbacks that want the run's history and frames (NotebookMonitor)
@@ -273,7 +269,8 @@ def _fit_here(run, images, callbacks, log, scratch):
         log(f"done: {run.epochs_done} epochs; the chief wrote the files")
         return run
     log(
-        f"done: {run.tag} ({run.epochs_done} epoch{'s' if run.epochs_done != 1 else ''}); models in {run.paths['generator'].parent}, images in "
+        f"done: {run.tag} ({run.epochs_done} epoch{'s' if run.epochs_done != 1 else ''}); "
+        f"models in {run.paths['generator'].parent}, images in "
         f"{run.paths['grid'].parent}, checkpoint {run.paths['checkpoint']}"
     )
     return run

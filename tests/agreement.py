@@ -5,8 +5,9 @@ In float32 the answer depended on the processor: Adam divides each gradient by i
 gradient is near zero the rounding of two half-batch sums instead of one (or another CPU's kernels) became a
 step of up to the learning rate (2e-4 in 0.4% of a kernel on an Intel Xeon, 0.05% on an AMD EPYC). In float64
 rounding is 1.1e-16 relative, nine orders below float32's: measured on an Intel Xeon, split and whole, and
-TensorFlow and JAX, differ by under 1e-14 after a few steps. A mistake in the code (another batch, other noise, a missed update or synchronization)
-moves weights by the order of the learning rate, 1e-4. TOLERANCE lies between, far from both.
+TensorFlow and JAX, differ by under 1e-14 after a few steps. A mistake in the code (another batch, other noise, a
+missed update or synchronization) moves weights by the order of the learning rate, 1e-4. TOLERANCE lies between,
+far from both.
 """
 
 import numpy as np

@@ -12,7 +12,6 @@ from prendas.config import TrainConfig
 from prendas.gan import GAN
 from prendas.losses import cosine_decay
 from prendas.models import build_discriminator, build_generator
-from prendas.train import train
 
 
 def _draw_for_shift(shift, reach=4):

@@ -70,3 +70,20 @@ def test_settings_saved_before_the_recipes_existed_still_load():
     old = {k: v for k, v in TrainConfig(epochs=3).to_dict().items()
            if k not in ("loss", "d_steps", "beta_1", "beta_2", "spectral_norm", "ema", "arch", "conditional")}
     assert TrainConfig.from_dict(old) == TrainConfig(epochs=3)
+
+
+def test_a_preset_from_python():
+    """TrainConfig.preset: what `train --preset` does, for Python and the notebook."""
+    from prendas.config import PRESETS
+
+    config = TrainConfig.preset("best", epochs=5, images=1_000)
+    assert (config.epochs, config.images) == (5, 1_000)
+    assert {k: getattr(config, k) for k in PRESETS["best"]} == PRESETS["best"]
+    assert TrainConfig.preset("best", ema=0.9).ema == 0.9  # the settings given win
+    # without labels, the preset's classifier goes with them
+    assert TrainConfig.preset("best", conditional=False).class_loss == 0.0
+    with pytest.raises(PrendasError, match="--class-loss needs --conditional"):
+        TrainConfig.preset("best", conditional=False, class_loss=1.0)
+    assert TrainConfig.preset("tutorial") == TrainConfig()
+    with pytest.raises(PrendasError, match="unknown preset 'fast': one of tutorial, best, sngan"):
+        TrainConfig.preset("fast")

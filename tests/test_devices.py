@@ -11,7 +11,6 @@ import sys
 import textwrap
 
 import pytest
-
 from agreement import TOLERANCE, assert_weights_agree
 from conftest import ROOT, run_cli
 
@@ -127,7 +126,6 @@ def test_two_machines_give_the_result_of_one_device_and_only_the_chief_writes(tm
     command (--devices all), MultiWorkerMirroredStrategy joins them. The chief's files are those of
     one device; the other worker writes nothing (its scratch folder is gone)."""
     import keras
-    import numpy as np
 
     flags = ["train", "--epochs", 1, "--images", 64, "--batch-size", 16, "--seed", 3, "--deterministic",
              "--loss", "wgan-gp", "--d-steps", 2, "--ema", 0.9, "--conditional", "--precision", "float64"]

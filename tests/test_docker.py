@@ -547,7 +547,8 @@ def test_start_runs_as_the_owner_of_the_mounted_repository(start):
     names = [Path(p).name for p in chowned[2:] if p]
     assert "home" in names and ".bashrc" in names and "work" not in names, names
     [line] = result.stderr.splitlines()
-    assert line.startswith("prendas-start: running as uid 1001, gid 1002 (jovyan), the owner of /") and line.endswith("/home/work")
+    assert line.startswith("prendas-start: running as uid 1001, gid 1002 (jovyan), the owner of /")
+    assert line.endswith("/home/work")
 
 
 def test_start_keeps_the_server_off_root_and_says_what_to_set(start):

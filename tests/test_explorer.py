@@ -8,10 +8,9 @@ import pytest
 from PIL import Image
 
 from prendas.artifacts import image_grid
-from prendas.sampling import load_generator
 from prendas.models import build_generator
 from prendas.notebook import GarmentExplorer, shipped_generator_path
-from prendas.sampling import generate_images, interpolate_latents, latent_batch
+from prendas.sampling import generate_images, interpolate_latents, latent_batch, load_generator
 
 
 def _pixels(png, scale):

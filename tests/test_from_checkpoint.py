@@ -96,7 +96,8 @@ def test_an_interrupted_run_says_how_to_continue_it_and_draw_from_it(tmp_path):
 def test_the_command_line_prints_the_note_once_and_names_itself_as_it_was_called(monkeypatch, capsys, tmp_path):
     import sys
 
-    from prendas import command, train as training
+    from prendas import command
+    from prendas import train as training
 
     def stopped(config):
         error = KeyboardInterrupt()

@@ -82,7 +82,8 @@ def test_per_class_recall_and_coverage_name_the_class_the_fakes_miss():
     assert scores["recall_per_class"][1] == 0 and scores["coverage_per_class"][1] == 0
     assert scores["recall"] == pytest.approx(np.mean(scores["recall_per_class"]))  # (equal classes)
     # the one pass gives what its two halves give
-    assert (scores["precision"], scores["recall"]) == metrics.precision_recall(real, _gaussian(1_000, np.zeros(4), np.eye(4), seed=13))
+    other = _gaussian(1_000, np.zeros(4), np.eye(4), seed=13)
+    assert (scores["precision"], scores["recall"]) == metrics.precision_recall(real, other)
 
 
 def test_kid_is_unbiased_for_equal_distributions():

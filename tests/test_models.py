@@ -2,8 +2,8 @@ import keras
 import numpy as np
 
 from prendas.config import TrainConfig
-from prendas.sampling import generate_images, latent_batch, to_uint8
 from prendas.models import build_discriminator, build_generator
+from prendas.sampling import generate_images, latent_batch, to_uint8
 from prendas.train import build_gan
 
 
@@ -24,7 +24,7 @@ def test_discriminator_is_the_tutorials():
     d = build_discriminator()
     assert d.input_shape == (None, 28, 28, 1) and d.output_shape == (None, 1)
     assert d.count_params() == 212_865
-    assert [type(l).__name__ for l in d.layers].count("Dropout") == 2
+    assert [type(layer).__name__ for layer in d.layers].count("Dropout") == 2
 
 
 def test_pixels_round_trip():

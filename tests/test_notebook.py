@@ -64,7 +64,7 @@ def _tags(folder, pattern):
     return sorted(
         p.stem.removeprefix("grid_")
         for p in (folder / "images").glob("grid_*.png")
-        if re.fullmatch(r"\d{4}-\d\d-\d\d-\d{4}_%s" % pattern, p.stem.removeprefix("grid_"))
+        if re.fullmatch(r"\d{4}-\d\d-\d\d-\d{4}_" + pattern, p.stem.removeprefix("grid_"))
     )
 
 

@@ -39,7 +39,8 @@ def test_the_terminal_line_shows_the_time_left(monkeypatch, capsys):
     logger = ProgressLogger(_run([]), log=print, live=True)
     logger.set_params({"steps": 40})
     logger.on_epoch_begin(0)  # at 100 s
-    logger.on_train_batch_end(9)  # 10 steps at 130 s: 30 s for a quarter of the epoch, so 90 s left in it and 4 epochs of 120 s after it
+    # 10 steps at 130 s: 30 s for a quarter of the epoch, so 90 s left in it and 4 epochs of 120 s after it
+    logger.on_train_batch_end(9)
     line = capsys.readouterr().out
     assert line.startswith("\repoch 1/5  step 10/40  33 img/s  epoch left 1m30s  run left 9m30s"), line
 

@@ -10,7 +10,6 @@ from prendas.config import PRESETS, TrainConfig
 from prendas.gan import GAN
 from prendas.losses import discriminator_loss, generator_loss
 from prendas.models import build_discriminator, build_generator
-from prendas.train import train
 
 
 def _softplus(x):
@@ -89,7 +88,8 @@ def test_the_residual_networks_start_as_their_skeleton_and_take_labels():
     with pytest.raises(PrendasError, match="without normalization"):
         TrainConfig(arch="resnet", spectral_norm=True)
     # the width option: the narrowest stage's channels, the widest's 4x
-    assert build_discriminator(arch="resnet", width=16).count_params() > 3 * build_discriminator(arch="resnet", width=8).count_params()
+    narrow, wide = (build_discriminator(arch="resnet", width=w).count_params() for w in (8, 16))
+    assert wide > 3 * narrow
 
 
 def test_bench_measures_a_presets_step_beside_the_tutorials_loop():

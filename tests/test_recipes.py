@@ -12,9 +12,9 @@ from prendas import PrendasError, artifacts, sampling
 from prendas.__main__ import class_index
 from prendas.config import PRESETS, TrainConfig
 from prendas.gan import GAN
-from prendas.sampling import generate_images, latent_batch
 from prendas.losses import class_loss, discriminator_loss, generator_loss, gradient_penalty
 from prendas.models import build_discriminator, build_generator, generator_signature
+from prendas.sampling import generate_images, latent_batch
 from prendas.train import build_gan, train
 
 
@@ -179,6 +179,44 @@ def test_ema_is_the_moving_average_of_the_generator():
     assert changed > 0 and gan.sampler is gan.ema_generator
 
 
+def test_the_average_moves_once_per_generator_update_with_critic_steps():
+    """With two critic steps per generator step the generator changes every second step: the average follows
+    it once per change, not after the critic-only steps too (which would apply its decay twice as often)."""
+    gan = build_gan(TrainConfig(latent_dim=8, loss="wgan-gp", d_steps=2, ema=0.9))
+    gan.attach_data(np.random.default_rng(0).integers(0, 256, (8, 28, 28), dtype=np.uint8), batch_size=8)
+    weights = [[np.asarray(v) for v in gan.generator.variables]]
+    for step in range(4):
+        gan.train_step(np.array([0]))
+        if step % 2:
+            weights.append([np.asarray(v) for v in gan.generator.variables])
+    assert int(gan.g_optimizer.iterations) == 2
+    expected = weights[0]
+    for t, new in enumerate(weights[1:], start=1):
+        decay = min(0.9, (1 + t) / (10 + t))  # the warm-up, counted in generator steps
+        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, new)]
+    for e, average in zip(expected, gan.ema_generator.variables):
+        np.testing.assert_allclose(np.asarray(average), e, rtol=1e-5, atol=1e-6)
+
+
+def test_wgan_gp_interpolates_pair_each_real_image_with_a_fake_of_its_class(monkeypatch):
+    """Conditional WGAN-GP: the penalty's interpolates mix each real image with a fake drawn for the real image's
+    class, and the critic scores them with that class."""
+    gan = build_gan(TrainConfig(latent_dim=8, loss="wgan-gp", d_steps=1, conditional=True))
+    gan.attach_data(np.random.default_rng(0).integers(0, 256, (8, 28, 28), dtype=np.uint8), np.arange(8) % 10, 8)
+    calls, run = [], gan._run
+
+    def recording(net, values, state, images, labels):
+        calls.append((net.name, np.asarray(labels).ravel().tolist()))
+        return run(net, values, state, images, labels)
+
+    monkeypatch.setattr(gan, "_run", recording)
+    real_labels = np.asarray(gan.take_batch(0)[1]).ravel().tolist()
+    gan.train_step(np.array([0]))
+    assert [labels for name, labels in calls if name == "generator"] == [real_labels]
+    judged = [labels for name, labels in calls if name == "discriminator"]
+    assert len(judged) >= 3 and all(labels == real_labels for labels in judged)  # real, fake and the interpolates
+
+
 def test_a_preset_fills_in_what_the_flags_leave_unset(tmp_path):
     assert TrainConfig(**PRESETS["tutorial"]) == TrainConfig()  # the tutorial is the defaults
     result = run_cli("train", "--preset", "best", "--ema", 0.9, "--no-conditional", "--epochs", 1, "--images", 32,
@@ -309,9 +347,10 @@ def test_generate_refuses_a_class_from_an_unconditional_model_and_unknown_classe
 
     artifacts.save_model(build_generator(8), tmp_path / "generator_u.keras")
     before = files_under(tmp_path)
-    assert main(["generate", "--model", str(tmp_path / "generator_u.keras"), "--class", "bag", "--out", str(tmp_path / "b.png")]) == 2
+    model, out = str(tmp_path / "generator_u.keras"), str(tmp_path / "b.png")
+    assert main(["generate", "--model", model, "--class", "bag", "--out", out]) == 2
     assert "trained without labels" in capsys.readouterr().err
-    assert main(["generate", "--model", str(tmp_path / "generator_u.keras"), "--class", "hat", "--out", str(tmp_path / "b.png")]) == 2
+    assert main(["generate", "--model", model, "--class", "hat", "--out", out]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown class 'hat'" in err and "Ankle boot" in err
     assert files_under(tmp_path) == before

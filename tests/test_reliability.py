@@ -97,7 +97,8 @@ def test_a_full_disk_during_a_run_stops_it_in_one_line_with_the_previous_checkpo
     assert _tiny_cli(tmp_path, "--epochs", 3) == 2
     err = capsys.readouterr().err.strip()
     [checkpoint] = (tmp_path / "checkpoints").glob("checkpoint_*.npz")
-    assert err == f"prendas train: error: could not write {checkpoint}: No space left on device (the previous file, if any, is intact)"
+    assert err == (f"prendas train: error: could not write {checkpoint}: No space left on device "
+                   "(the previous file, if any, is intact)")
     assert artifacts.load_checkpoint(checkpoint)[0]["epochs_done"] == 1
     assert not list(tmp_path.rglob(".*tmp*"))
 

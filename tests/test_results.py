@@ -58,3 +58,21 @@ def test_an_ema_run_has_a_row_for_the_average_and_one_for_the_raw_weights(tmp_pa
     table = results_markdown(runs, tmp_path / "RESULTS.md").splitlines()
     floors = [[c.strip() for c in line.split("|")[1:-1]] for line in table if line.startswith("| *floor")]
     assert [(c[6], c[15]) for c in floors] == [("0.06", "92.84% `?`"), ("0.01", "93.12% `0123456789ab`")]
+
+
+def test_the_results_command_needs_no_keras(tmp_path):
+    """`prendas results` reads JSON and writes markdown: it runs where Keras cannot be imported (an install
+    without a backend, or KERAS_BACKEND unset with only JAX, where Keras falls back to TensorFlow)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    _write_run(tmp_path / "run", "T1", TrainConfig().to_dict(), {"": 20.0})
+    code = ("import sys; sys.modules['keras'] = sys.modules['tensorflow'] = sys.modules['jax'] = None\n"
+            "from prendas.__main__ import main\n"
+            f"sys.exit(main(['results', {str(tmp_path)!r}, '--out', {str(tmp_path / 'RESULTS.md')!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "1 runs, 1 evaluated" in result.stdout and "`T1`" in (tmp_path / "RESULTS.md").read_text()

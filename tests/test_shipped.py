@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from prendas.sampling import load_generator
 from prendas.features import FeatureNetwork
-from prendas.sampling import generate_images, latent_batch
 from prendas.models import generator_signature
+from prendas.sampling import generate_images, latent_batch, load_generator
 
 
 def _shipped():

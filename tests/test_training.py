@@ -14,8 +14,8 @@ from conftest import ROOT, files_under, run_cli
 from PIL import Image
 
 from prendas.artifacts import load_checkpoint
-from prendas.devices import machine_name
 from prendas.config import TrainConfig
+from prendas.devices import machine_name
 from prendas.train import train
 
 TINY = ["--images", 300, "--batch-size", 64, "--seed", 5, "--deterministic"]
