@@ -8,8 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from prendas import PrendasError, command
 from prendas.config import PRECISIONS, PRESETS, RESUME_OPTIONS, TrainConfig, add_arguments, check_installed, flag, preset_settings
 from prendas.data import CLASS_NAMES
@@ -228,21 +226,14 @@ def _generate(args):
     artifacts.check_writable(out.parent, "--out")
 
     artifacts.check_model_file(args.model)  # before TensorFlow loads: a wrong path answers at once
-    from prendas.models import generator_signature
-    from prendas.sampling import checkpoint_about, generate_images, latent_batch, load_generator
+    from prendas.sampling import checkpoint_about, draw, load_generator
 
     generator = load_generator(args.model, latent_dim=args.latent_dim)
     source = ""
     if Path(args.model).suffix == ".npz":
         about = checkpoint_about(args.model)
         source = f" (run {about['tag']} after epoch {about['epoch']}, its {about['weights']})"
-    latent_dim, conditional = generator_signature(generator)
-    if garment is not None and not conditional:
-        raise PrendasError(f"{args.model} was trained without labels, so it cannot draw a chosen class "
-                           "(train one with --conditional)")
-    z = latent_batch(args.n, latent_dim, args.seed)
-    labels = None if garment is None else np.full(args.n, garment, np.int32)
-    artifacts.save_png(artifacts.image_grid(generate_images(generator, z, labels)), out)
+    artifacts.save_png(artifacts.image_grid(draw(generator, args.n, args.seed, garment, name=args.model)), out)
     what = "garments" if garment is None else f"{CLASS_NAMES[garment]} images"
     print(f"wrote {args.n} {what} to {out}{source}")
 

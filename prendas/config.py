@@ -26,6 +26,9 @@ LOSS_DEFAULTS = {
     "rpgan": {"d_steps": 1, "beta_1": 0.0, "beta_2": 0.99},  # R3GAN's (its beta_2 ends at 0.99)
 }
 GP_WEIGHT = 10.0  # the gradient penalty's weight (the WGAN-GP paper's lambda)
+GAMMA_FLOOR = 0.1  # --gamma-kimg: R1 and R2 fall to this share of --r1 and --r2 (R3GAN's schedule)
+EMA_WARMUP = 10.0  # --ema: the decay is min(ema, (1 + t) / (EMA_WARMUP + t)) after t generator steps
+TUTORIAL_DROPOUT = 0.3  # the tutorial's discriminator drops 30%; WGAN-GP's critic and hinge's discriminator none
 
 # `train --preset NAME`: named recipes that fill in whatever the command line leaves unset. "tutorial"
 # is TensorFlow's DCGAN (the defaults, the notebook's story); "best" is the recipe that measured best

@@ -14,7 +14,7 @@ from keras import ops
 
 from prendas import PrendasError, devices
 from prendas.augment import DRAWS, augment
-from prendas.config import GP_WEIGHT
+from prendas.config import EMA_WARMUP, GAMMA_FLOOR, GP_WEIGHT
 from prendas.losses import (
     class_loss,
     cosine_decay,
@@ -225,20 +225,27 @@ class GAN(keras.Model):
         g_values, g_state, d_state = _values(g.trainable_variables), _values(g.non_trainable_variables), _values(
             d.non_trainable_variables)
 
-        def losses(d_values, g_values=g_values):
-            fake, new_g_state = self._run(g, g_values, g_state, z, fake_labels)
+        updates = [(self.d_optimizer, d.trainable_variables)]
+        if with_generator:
+            updates.append((self.g_optimizer, g.trainable_variables))
+
+        def losses(d_values, *generator_values):
+            """The losses of the networks in `updates`, as functions of their values (the generator's are fixed when
+            it does not update)."""
+            fake, new_g_state = self._run(g, generator_values[0] if with_generator else g_values, g_state, z, fake_labels)
             # (whatever the precision inside: fakes meet the real images next)
             real_in, fake_in = seen_real(real), seen_fake(ops.cast(fake, self.float))
             real_out, new_d_state, r1_term = self._judge(d_values, d_state, real_in, labels, r1)
             fake_out, new_d_state, r2_term = self._judge(d_values, new_d_state, fake_in, fake_labels, r2)
             # The classifier learns from the real images only; the generator from its fakes' classes.
-            d_loss = self.critic_loss(d_values, d_state, real_in, fake_in, real_out, fake_out, labels, mix)
-            d_loss += r1_term + r2_term
-            g_loss = self._generator_loss(fake_out, fake_labels, real_out)
-            return (d_loss, g_loss)[: 1 + with_generator], (new_g_state, new_d_state)
+            d_loss = self._critic_loss(real_out, fake_out, labels) + r1_term + r2_term
+            if mix is not None:
+                d_loss += self._interpolate_penalty(d_values, d_state, real_in, fake_in, labels, mix)
+            if not with_generator:
+                return (d_loss,), (new_g_state, new_d_state)
+            return (d_loss, self._generator_loss(fake_out, fake_labels, real_out)), (new_g_state, new_d_state)
 
-        updates = [(self.d_optimizer, d.trainable_variables), (self.g_optimizer, g.trainable_variables)]
-        out, (new_g_state, new_d_state) = step_backend().descend(losses, updates[: 1 + with_generator])
+        out, (new_g_state, new_d_state) = step_backend().descend(losses, updates)
         _assign(g.non_trainable_variables, new_g_state)
         _assign(d.non_trainable_variables, new_d_state)
         return out
@@ -271,7 +278,7 @@ class GAN(keras.Model):
         if not self.gamma_kimg:
             return self.r1, self.r2
         kimg = ops.cast(self.d_optimizer.iterations, self.float) * (self.batch_size / 1000.0)
-        scale = cosine_decay(kimg / self.gamma_kimg, final=0.1)
+        scale = cosine_decay(kimg / self.gamma_kimg, final=GAMMA_FLOOR)
         return (self.r1 and self.r1 * scale), (self.r2 and self.r2 * scale)
 
     def _judge(self, d_values, d_state, images, labels, gamma):
@@ -283,6 +290,13 @@ class GAN(keras.Model):
             return (*self._run(self.discriminator, d_values, d_state, images, labels), 0.0)
         (_, (out, state)), gradients = step_backend().with_input_gradient(self._scorer(d_values, d_state, labels), images)
         return out, state, gamma / 2 * zero_centred_penalty(gradients)
+
+    def _interpolate_penalty(self, d_values, d_state, real, fake, labels, mix):
+        """WGAN-GP's penalty, weighted: at the interpolates of each real image and its fake with weights `mix`, scored
+        with `labels` (conditional: the fakes are of the real images' classes, see _update)."""
+        mixed = interpolate(real, fake, mix)
+        gradients = step_backend().with_input_gradient(self._scorer(d_values, d_state, labels), mixed)[1]
+        return GP_WEIGHT * gradient_penalty(gradients)
 
     def _scorer(self, d_values, d_state, labels):
         """images -> (the discriminator's scores, (its outputs, its new state)): what an input gradient is taken of."""
@@ -297,18 +311,11 @@ class GAN(keras.Model):
         """A network in training mode as a pure function of its variables' values: (outputs, new state)."""
         return net.stateless_call(values, state, [images, labels] if self.conditional else images, training=True)
 
-    def critic_loss(self, d_values, d_state, real, fake, real_out, fake_out, labels, mix=None):
-        """The discriminator's loss from its outputs, its classifier's term on the real images, and for
-        WGAN-GP the gradient penalty at the interpolates of real and fake with weights `mix`."""
+    def _critic_loss(self, real_out, fake_out, labels):
+        """The discriminator's loss from its outputs, with its classifier's term on the real images (no penalty)."""
         real_out, real_logits = _scores_and_logits(real_out, self.float)
         loss = discriminator_loss(real_out, _scores_and_logits(fake_out, self.float)[0], self.loss_name)
-        loss += self._class_term(real_logits, labels)
-        if self.loss_name == "wgan-gp":
-            # Each real image with its fake (conditional: of the real image's class, see _update), scored with `labels`.
-            mixed = interpolate(real, fake, mix)
-            gradients = step_backend().with_input_gradient(self._scorer(d_values, d_state, labels), mixed)[1]
-            loss += GP_WEIGHT * gradient_penalty(gradients)
-        return loss
+        return loss + self._class_term(real_logits, labels)
 
     def _generator_loss(self, fake_out, fake_labels, real_out=None):
         fake_out, fake_logits = _scores_and_logits(fake_out, self.float)
@@ -323,7 +330,7 @@ class GAN(keras.Model):
         """After each generator update: ema_w <- d * ema_w + (1 - d) * w over every generator variable (BatchNorm
         statistics too); nothing without an average.
 
-        The decay ramps up as (1 + t) / (10 + t) over the first t generator steps, so the average
+        The decay ramps up as (1 + t) / (EMA_WARMUP + t) over the first t generator steps, so the average
         does not drag the random initial weights along for thousands of steps. With --ema-kimg, images
         are counted as the discriminator saw them: d_steps batches for each generator step.
         """
@@ -335,7 +342,7 @@ class GAN(keras.Model):
             half_life = ops.minimum(self.ema_kimg * 1000.0, 0.05 * t * images_per_update)
             decay = ops.power(0.5, images_per_update / ops.maximum(half_life, 1e-8))
         else:
-            decay = ops.minimum(self.ema, (1.0 + t) / (10.0 + t))
+            decay = ops.minimum(self.ema, (1.0 + t) / (EMA_WARMUP + t))
         for target, source in zip(self.ema_generator.variables, self.generator.variables):
             target.assign(decay * target + (1.0 - decay) * source)
 

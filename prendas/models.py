@@ -12,6 +12,7 @@ import keras
 from keras import layers
 
 from prendas import resnet
+from prendas.config import TUTORIAL_DROPOUT
 
 IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
@@ -56,7 +57,8 @@ def generator_of(config):
     return build_generator(config.latent_dim, config.arch, config.conditional, config.width)
 
 
-def build_discriminator(arch="dcgan", dropout=0.3, spectral_norm=False, conditional=False, classifier=False, width=32):
+def build_discriminator(arch="dcgan", dropout=TUTORIAL_DROPOUT, spectral_norm=False, conditional=False, classifier=False,
+                        width=32):
     """28x28x1 image [and a class label] -> one raw score (real > fake) [and ten class logits].
 
     dcgan: Conv2D 64-128 (5x5, stride 2) with LeakyReLU and Dropout, then Dense 1: the tutorial's.

@@ -48,6 +48,17 @@ def generate_images(generator, z, labels=None, batch_size=1024):
     return np.concatenate(chunks) if chunks else np.zeros((0, 28, 28), np.uint8)
 
 
+def draw(generator, n, seed=None, garment=None, name="this generator"):
+    """n new garments (uint8 (n, 28, 28)) from noise drawn with `seed` (None: new each time); `garment`: a class
+    index, for a conditional generator (`name` says which in the error of an unconditional one)."""
+    latent_dim, conditional = generator_signature(generator)
+    if garment is not None and not conditional:
+        raise PrendasError(f"{name} was trained without labels, so it cannot draw a chosen class "
+                           "(train one with --conditional)")
+    labels = None if garment is None else np.full(n, garment, np.int32)
+    return generate_images(generator, latent_batch(n, latent_dim, seed), labels)
+
+
 def interpolate_latents(a, b, steps):
     """`steps` latent vectors on the great circle from a to b (slerp: each stays as likely under N(0, I))."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)

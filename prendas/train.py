@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 
 from prendas import Diverged, PrendasError, artifacts, command, devices
-from prendas.config import RESUME_OPTIONS, TrainConfig, check_installed, tensorboard_installed
+from prendas.config import RESUME_OPTIONS, TUTORIAL_DROPOUT, TrainConfig, check_installed, tensorboard_installed
 from prendas.data import load_fashion_mnist, select_images, steps_per_epoch
 from prendas.gan import GAN, step_backend
 from prendas.models import build_discriminator, generator_of
@@ -156,7 +156,7 @@ def build_gan(config):
         try:
             # Dropout is the tutorial's; a WGAN-GP critic and a hinge discriminator train without it, as in their papers.
             discriminator = build_discriminator(
-                config.arch, dropout=0.3 if config.loss == "bce" else 0.0, spectral_norm=config.spectral_norm,
+                config.arch, dropout=TUTORIAL_DROPOUT if config.loss == "bce" else 0.0, spectral_norm=config.spectral_norm,
                 conditional=config.conditional, classifier=bool(config.class_loss), width=config.width,
             )
             gan = GAN(

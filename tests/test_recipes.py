@@ -85,7 +85,8 @@ def test_wgan_gp_penalty_is_computed_on_the_critic():
     fake = np.random.default_rng(1).uniform(-1, 1, (6, 28, 28, 1)).astype(np.float32)
     real_out, fake_out = critic(real), critic(fake)
     mix = np.random.default_rng(2).uniform(0, 1, (6, 1, 1, 1)).astype(np.float32)
-    d_loss = gan.critic_loss([v.value for v in critic.trainable_variables], [], real, fake, real_out, fake_out, None, mix)
+    d_values = [v.value for v in critic.trainable_variables]
+    d_loss = gan._critic_loss(real_out, fake_out, None) + gan._interpolate_penalty(d_values, [], real, fake, None, mix)
     expected = float(np.mean(fake_out) - np.mean(real_out)) + 10 * (5 - 1) ** 2
     assert float(d_loss) == pytest.approx(expected, rel=1e-5)
 
