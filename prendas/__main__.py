@@ -9,7 +9,17 @@ import sys
 from pathlib import Path
 
 from prendas import PrendasError, command
-from prendas.config import PRECISIONS, PRESETS, RESUME_OPTIONS, TrainConfig, add_arguments, check_installed, flag, preset_settings
+from prendas.config import (
+    PRECISIONS,
+    PRESETS,
+    RESUME_OPTIONS,
+    TrainConfig,
+    add_arguments,
+    check_bench,
+    check_installed,
+    flag,
+    preset_settings,
+)
 from prendas.data import CLASS_NAMES
 
 
@@ -144,12 +154,7 @@ def _results(args):
 
 
 def _bench(args):
-    for name, low, high in (("batch_size", 1, 60_000), ("steps", 1, 100_000), ("repeats", 1, 1000),
-                            ("steps_per_execution", 1, 10_000)):
-        if not low <= getattr(args, name) <= high:
-            raise PrendasError(f"--{name.replace('_', '-')} must be from {low} to {high}, got {getattr(args, name)}")
-    if args.steps % args.steps_per_execution:
-        raise PrendasError(f"--steps ({args.steps}) must be a multiple of --steps-per-execution ({args.steps_per_execution})")
+    check_bench(args.batch_size, args.steps, args.repeats, args.steps_per_execution)
     _check_json(args.json)
     if args.backend:
         if "keras" in sys.modules and sys.modules["keras"].backend.backend() != args.backend:

@@ -244,12 +244,21 @@ def save_png(pixels, path):
         Path(tmp).write_bytes(png_bytes(pixels))
 
 
-def save_figure(fig, path):
-    """A Matplotlib figure as PNG."""
+def figure_png(fig):
+    """A Matplotlib figure as the bytes of a PNG file (for files, and inline in the notebook)."""
+    import io
+
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    buffer = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(buffer)
+    return buffer.getvalue()
+
+
+def save_figure(fig, path):
+    """A Matplotlib figure as PNG."""
     with atomic_path(path) as tmp:
-        FigureCanvasAgg(fig).print_png(str(tmp))
+        Path(tmp).write_bytes(figure_png(fig))
 
 
 def save_gif(frames, path, ms_per_frame=200):

@@ -14,8 +14,8 @@ import time
 import keras
 import numpy as np
 
-from prendas import PrendasError, devices
-from prendas.config import TrainConfig
+from prendas import devices
+from prendas.config import TrainConfig, check_bench
 from prendas.gan import step_backend
 from prendas.models import build_discriminator, build_generator
 
@@ -147,8 +147,7 @@ def run_benchmark(batch_size=256, steps=10, repeats=3, latent_dim=100, steps_per
     """
     step_backend()  # (TensorFlow or JAX, else a one-line error)
     backend = keras.backend.backend()
-    if steps % steps_per_execution:
-        raise PrendasError(f"--steps ({steps}) must be a multiple of --steps-per-execution ({steps_per_execution})")
+    check_bench(batch_size, steps, repeats, steps_per_execution)
     from prendas.data import load_fashion_mnist
 
     config = TrainConfig.preset(preset, batch_size=batch_size, latent_dim=latent_dim, seed=seed,
@@ -156,8 +155,6 @@ def run_benchmark(batch_size=256, steps=10, repeats=3, latent_dim=100, steps_per
     # Whole batches only (60,000 // B of them), so that neither side ever runs a short batch.
     data = load_fashion_mnist()
     images, labels = data.x_train[: len(data.x_train) // batch_size * batch_size], data.y_train
-    if not len(images):
-        raise PrendasError(f"--batch-size {batch_size} is larger than the 60,000 training images")
     sides = {"project": ProjectStep(images, labels[: len(images)] if config.conditional else None, config)}
     if backend == "tensorflow":
         sides["baseline"] = TutorialBaseline(images, batch_size, latent_dim, seed)

@@ -233,6 +233,18 @@ class TrainConfig:
         return cls(**values)
 
 
+def check_bench(batch_size, steps, repeats, steps_per_execution):
+    """`bench`'s numbers, checked before anything loads (by the command line, and by run_benchmark for Python).
+    Its batches are whole batches of the 60,000 training images, hence a batch-size limit of its own."""
+    limits = {"batch_size": (batch_size, TRAIN_IMAGES), "steps": (steps, 100_000), "repeats": (repeats, 1000),
+              "steps_per_execution": (steps_per_execution, 10_000)}
+    for name, (value, high) in limits.items():
+        if not (isinstance(value, int) and 1 <= value <= high):
+            raise PrendasError(f"--{flag(name)} must be from 1 to {high}, got {value}")
+    if steps % steps_per_execution:
+        raise PrendasError(f"--steps ({steps}) must be a multiple of --steps-per-execution ({steps_per_execution})")
+
+
 def preset_settings(name, given):
     """The settings of preset `name` with those `given` (a dict) over them. Without labels (conditional=False given),
     the preset's classifier goes with them, unless class_loss is given too."""

@@ -3,7 +3,6 @@
 Only gan_prendas.ipynb imports this module; it needs IPython (which Jupyter brings).
 """
 
-import io
 import os
 import shutil
 import time
@@ -11,11 +10,11 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from prendas import format_seconds
+from prendas.artifacts import figure_png
 from prendas.devices import gpu_names
 from prendas.run import steps_done, time_left
 
@@ -72,12 +71,6 @@ def show_images(paths, width=None):
         tags.append(f'<img src="data:image/{kind};base64,{data}"{size} title="{path}" style="margin:4px">')
     # JupyterLab styles a bare <img> as a block; a flex box lays them side by side, wrapping.
     display(HTML(f'<div style="display:flex;flex-wrap:wrap;align-items:flex-start">{"".join(tags)}</div>'))
-
-
-def figure_png(fig):
-    buffer = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buffer)
-    return buffer.getvalue()
 
 
 class NotebookMonitor(keras.callbacks.Callback):

@@ -87,3 +87,15 @@ def test_a_preset_from_python():
     assert TrainConfig.preset("tutorial") == TrainConfig()
     with pytest.raises(PrendasError, match="unknown preset 'fast': one of tutorial, best, sngan"):
         TrainConfig.preset("fast")
+
+
+def test_bench_settings_are_checked_in_one_place():
+    from prendas.config import check_bench
+
+    check_bench(256, 10, 3, 5)
+    with pytest.raises(PrendasError, match="--batch-size must be from 1 to 60000, got 60001"):
+        check_bench(60_001, 10, 3, 1)  # whole batches of the 60,000 training images
+    with pytest.raises(PrendasError, match="--repeats must be from 1 to 1000, got 0"):
+        check_bench(256, 10, 0, 1)
+    with pytest.raises(PrendasError, match=r"--steps \(10\) must be a multiple of --steps-per-execution \(3\)"):
+        check_bench(256, 10, 3, 3)
