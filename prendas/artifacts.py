@@ -288,13 +288,21 @@ def save_checkpoint(path, state_variables, meta, frames):
 UNREADABLE = (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError)  # what np.load raises for a damaged file
 
 
-def checkpoint_meta(path):
-    """A checkpoint's metadata and the names of its arrays, read without the arrays."""
+@contextlib.contextmanager
+def _opened_checkpoint(path):
+    """A checkpoint opened for reading (np.load: arrays are read when asked for); a damaged file, while it is read,
+    is one PrendasError that names it."""
     try:
         with np.load(path, allow_pickle=False) as npz:
-            return json.loads(str(npz["meta"])), list(npz.files)
+            yield npz
     except UNREADABLE as e:
         raise PrendasError(f"{path} is not a readable prendas checkpoint ({type(e).__name__}: {e})") from None
+
+
+def checkpoint_meta(path):
+    """A checkpoint's metadata and the names of its arrays, read without the arrays."""
+    with _opened_checkpoint(path) as npz:
+        return json.loads(str(npz["meta"])), list(npz.files)
 
 
 def load_checkpoint(path):
@@ -302,17 +310,14 @@ def load_checkpoint(path):
     path = Path(path)
     if not path.is_file():
         raise PrendasError(f"no checkpoint at {path} (runs write them to OUT/checkpoints/checkpoint_TAG.npz)")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            meta = json.loads(str(npz["meta"]))
-            frames = npz["frames"]
-            groups = {}
-            for key in npz.files:
-                if "/" in key:
-                    group, index = key.split("/")
-                    groups.setdefault(group, {})[int(index)] = npz[key]
-    except UNREADABLE as e:
-        raise PrendasError(f"{path} is not a readable prendas checkpoint ({type(e).__name__}: {e})") from None
+    with _opened_checkpoint(path) as npz:
+        meta = json.loads(str(npz["meta"]))
+        frames = npz["frames"]
+        groups = {}
+        for key in npz.files:
+            if "/" in key:
+                group, index = key.split("/")
+                groups.setdefault(group, {})[int(index)] = npz[key]
     if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != CHECKPOINT_VERSION:
         raise PrendasError(f"{path} is not a prendas checkpoint of version {CHECKPOINT_VERSION}")
     missing = sorted(CHECKPOINT_KEYS - set(meta))
