@@ -114,6 +114,9 @@ class TrainConfig:
                                  "images, then stay there (R3GAN's schedule) (0: constant)",
                                  _number("0 (constant) or from 1 to 10000000 thousand images",
                                          lambda x: x == 0 or 1 <= x <= 10_000_000), metavar="K")
+    reg_every: int = _setting(1, "R1 and R2 every K discriminator steps, weighted K times, with the discriminator's Adam "
+                              "adjusted as StyleGAN2 does (lazy regularization: a step without them costs less) "
+                              "(1: every step)", _integer(1, 64), metavar="K")
     augment: str = _setting("none", "DiffAugment: every image the discriminator sees, real or fake, shifted by up to "
                             "4 pixels (translation) and/or with a 14-pixel square erased (cutout), the generator "
                             "learning through it", choices=AUGMENTS)
@@ -172,10 +175,19 @@ class TrainConfig:
             raise PrendasError("--arch resnet trains without normalization layers (R3GAN): leave out --spectral-norm")
         if self.ema and self.ema_kimg:
             raise PrendasError("--ema and --ema-kimg are two ways to set the average: give one")
+        if self.reg_every > 1 and not (self.r1 or self.r2):
+            raise PrendasError("--reg-every spaces out the penalties: give --r1 and/or --r2 as well")
         if self.gamma_kimg and not (self.r1 or self.r2):
             raise PrendasError("--gamma-kimg schedules the penalties' weights: give --r1 and/or --r2 as well")
         if self.class_loss and not self.conditional:
             raise PrendasError("--class-loss needs --conditional: the classifier learns the classes of labelled images")
+
+    def d_adam(self):
+        """The discriminator's Adam settings (learning_rate, beta_1, beta_2). With --reg-every K the penalties come
+        every K steps, and StyleGAN2 (Karras et al. 2020, appendix B) scales the learning rate and raises both betas
+        by K / (K + 1), so that the regularized steps' moments follow the same time scale."""
+        c = self.reg_every / (self.reg_every + 1) if self.reg_every > 1 else 1.0
+        return self.d_lr * c, self.resolved("beta_1") ** c, self.resolved("beta_2") ** c
 
     def resolved(self, name):
         """d_steps, beta_1 or beta_2 as the run uses it: the value given, else the loss's default."""
@@ -198,6 +210,7 @@ class TrainConfig:
         parts += (["sn"] if self.spectral_norm else []) + ([f"ema{self.ema:g}"] if self.ema else [])
         parts += [f"emak{self.ema_kimg:g}"] if self.ema_kimg else []
         parts += [f"gk{self.gamma_kimg:g}"] if self.gamma_kimg else []
+        parts += [f"reg{self.reg_every}"] if self.reg_every > 1 else []
         parts += [f"da-{self.augment.replace(',', '-')}"] if self.augment != "none" else []
         parts += ([self.arch] if self.arch != "dcgan" else []) + ([f"w{self.width}"] if self.width != 32 else [])
         parts += ["cond"] if self.conditional else []

@@ -34,14 +34,15 @@ class GAN(keras.Model):
     `loss` is bce, wgan-gp, hinge or rpgan; the generator steps once every `d_steps` discriminator steps; with
     `ema` > 0 (a decay) or `ema_kimg` > 0 (a half-life) a moving average of the generator (`ema_generator`)
     draws the samples and saved models; `r1`, `r2`: the zero-centred gradient penalties' weights, falling to
-    a tenth along a cosine over `gamma_kimg` thousand images when that is > 0; `augment`: a DiffAugment
+    a tenth along a cosine over `gamma_kimg` thousand images when that is > 0, computed every `reg_every`-th
+    discriminator step with `reg_every` times their weight (lazy regularization); `augment`: a DiffAugment
     policy (prendas.augment) for every image the discriminator sees;
     with `class_weight` > 0 the discriminator's classifier output learns the real images' classes and
     the generator is pushed to draw the class asked for (AC-GAN).
     """
 
     def __init__(self, generator, discriminator, loss="bce", d_steps=1, ema=0.0, ema_generator=None, class_weight=0.0,
-                 r1=0.0, r2=0.0, ema_kimg=0.0, gamma_kimg=0.0, augment="none", **kwargs):
+                 r1=0.0, r2=0.0, ema_kimg=0.0, gamma_kimg=0.0, augment="none", reg_every=1, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
@@ -54,6 +55,7 @@ class GAN(keras.Model):
         self.ema_generator = ema_generator
         self.class_weight = class_weight
         self.r1, self.r2, self.ema_kimg, self.gamma_kimg, self.augment = r1, r2, ema_kimg, gamma_kimg, augment
+        self.reg_every = reg_every
         if class_weight and not isinstance(discriminator.output, (list, tuple)):
             raise ValueError("class_weight > 0 needs a discriminator with a classifier output (classifier=True)")
         if ema or ema_kimg:
@@ -284,12 +286,25 @@ class GAN(keras.Model):
     def _judge(self, d_values, d_state, images, labels, gamma):
         """The discriminator on images in training mode: (outputs, new state, gamma/2 E||grad_x D(x)||^2 or 0).
 
-        The penalty (R1 at real images, R2 at fakes) comes from the same forward pass as the scores.
+        The penalty (R1 at real images, R2 at fakes) comes from the same forward pass as the scores. With
+        reg_every K > 1, only every K-th discriminator step computes it, K times weighted (the others run the
+        discriminator alone): the same total weight over K steps, at a fraction of the cost.
         """
         if isinstance(gamma, (int, float)) and not gamma:  # (a number: off; a tensor: on, scheduled)
             return (*self._run(self.discriminator, d_values, d_state, images, labels), 0.0)
-        (_, (out, state)), gradients = step_backend().with_input_gradient(self._scorer(d_values, d_state, labels), images)
-        return out, state, gamma / 2 * zero_centred_penalty(gradients)
+
+        def penalized():
+            (_, (out, state)), gradients = step_backend().with_input_gradient(
+                self._scorer(d_values, d_state, labels), images)
+            return out, state, ops.cast(gamma * self.reg_every / 2 * zero_centred_penalty(gradients), self.float)
+
+        if self.reg_every == 1:
+            return penalized()
+
+        def plain():
+            return (*self._run(self.discriminator, d_values, d_state, images, labels), ops.zeros((), self.float))
+
+        return ops.cond(ops.equal(self.d_optimizer.iterations % self.reg_every, 0), penalized, plain)
 
     def _interpolate_penalty(self, d_values, d_state, real, fake, labels, mix):
         """WGAN-GP's penalty, weighted: at the interpolates of each real image and its fake with weights `mix`, scored

@@ -163,6 +163,7 @@ def build_gan(config):
                 generator_of(config), discriminator, loss=config.loss, d_steps=config.resolved("d_steps"), ema=config.ema,
                 ema_generator=generator_of(config) if config.averaged else None, class_weight=config.class_loss,
                 r1=config.r1, r2=config.r2, ema_kimg=config.ema_kimg, gamma_kimg=config.gamma_kimg,
+                reg_every=config.reg_every,
                 augment=config.augment,
             )
         finally:
@@ -170,10 +171,11 @@ def build_gan(config):
         if strategy is not None:  # (only made for two devices or more)
             # Batch statistics over the whole batch, as on one device, not over each replica's share.
             devices.set_synchronized_batch_norm(gan.generator, True)
-        betas = {"beta_1": config.resolved("beta_1"), "beta_2": config.resolved("beta_2")}
+        d_lr, d_beta_1, d_beta_2 = config.d_adam()
         optimizers = {
-            "d_optimizer": keras.optimizers.Adam(config.d_lr, **betas, name="d_adam"),
-            "g_optimizer": keras.optimizers.Adam(config.g_lr, **betas, name="g_adam"),
+            "d_optimizer": keras.optimizers.Adam(d_lr, beta_1=d_beta_1, beta_2=d_beta_2, name="d_adam"),
+            "g_optimizer": keras.optimizers.Adam(config.g_lr, beta_1=config.resolved("beta_1"),
+                                                 beta_2=config.resolved("beta_2"), name="g_adam"),
         }
         if config.precision == "mixed_float16":  # float16 gradients underflow without a loss scale
             optimizers = {k: keras.optimizers.LossScaleOptimizer(o, name=o.name + "_scaled") for k, o in optimizers.items()}

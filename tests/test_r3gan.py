@@ -41,6 +41,34 @@ def test_r1_and_r2_of_a_linear_critic_are_gamma_half_its_squared_weight():
     assert gan._judge([v.value for v in critic.trainable_variables], [], images, None, 0.0)[2] == 0.0
 
 
+def test_lazy_penalties_come_every_k_steps_with_k_times_the_weight():
+    """--reg-every 4: the penalty at discriminator steps 0, 4, 8 ... weighs 4 gamma/2 |w|^2, nothing between, the same
+    scores at every step: over any 4 steps the same total weight as every step's gamma/2 |w|^2."""
+    critic = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(1, use_bias=False)])
+    w = np.zeros((784, 1), np.float32)
+    w[:2, 0] = [3.0, 4.0]  # |w|^2 = 25
+    critic.set_weights([w])
+    gan = GAN(build_generator(8), critic, loss="rpgan", r1=0.2, reg_every=4)
+    gan.compile(keras.optimizers.Adam(), keras.optimizers.Adam())
+    gan.build_optimizers()
+    images = np.random.default_rng(0).uniform(-1, 1, (6, 28, 28, 1)).astype(np.float32)
+    penalties = []
+    for step in range(8):
+        gan.d_optimizer.iterations.assign(step)
+        out, _, penalty = gan._judge([v.value for v in critic.trainable_variables], [], images, None, 0.2)
+        penalties.append(float(penalty))
+        np.testing.assert_allclose(np.asarray(out), images.reshape(6, -1) @ w, rtol=1e-5)
+    assert penalties == pytest.approx([4 * 0.2 / 2 * 25, 0, 0, 0] * 2, rel=1e-5)
+    assert sum(penalties[:4]) == pytest.approx(4 * 0.2 / 2 * 25, rel=1e-5)  # = 4 steps of the eager penalty
+    # StyleGAN2's adjustment of the discriminator's Adam for K = 4: c = 4/5
+    config = TrainConfig(loss="rpgan", r1=0.05, reg_every=4, d_lr=2e-4)
+    assert config.d_adam() == pytest.approx((2e-4 * 0.8, 0.0, 0.99**0.8))
+    assert TrainConfig(loss="rpgan", r1=0.05, d_lr=2e-4).d_adam() == pytest.approx((2e-4, 0.0, 0.99))
+    assert "+reg4" in config.recipe()
+    with pytest.raises(PrendasError, match="--reg-every spaces out the penalties"):
+        TrainConfig(reg_every=4)
+
+
 @pytest.mark.parametrize("steps, expected_half_life", [(1, 0.05 * 64), (100, 0.05 * 6_400), (10_000, 1_000.0)])
 def test_the_average_has_a_half_life_of_5_percent_of_the_images_seen_up_to_ema_kimg(steps, expected_half_life):
     """StyleGAN2-ADA's ramp: after t generator steps of B images the half-life is min(K x 1000, 0.05 t B) images."""

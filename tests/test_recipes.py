@@ -108,6 +108,8 @@ RECIPES = {
     "rpgan+r1+2-critic-steps+sn+cond+ac": {"loss": "rpgan", "r1": 0.05, "d_steps": 2, "spectral_norm": True,
                                            "conditional": True, "class_loss": 1.0},
     "bce+augment": {"augment": "translation,cutout"},
+    # the penalties every second step (lazy regularization): one step with them, one without
+    "rpgan+r1+r2-every-2-steps": {"loss": "rpgan", "r1": 0.05, "r2": 0.05, "reg_every": 2},
     "rpgan+gamma-schedule+augment+2-critic-steps+cond": {"loss": "rpgan", "r1": 0.05, "r2": 0.05, "gamma_kimg": 1.0,
                                                          "augment": "translation", "d_steps": 2, "conditional": True},
     # float16: the loss scale inside the tapes (with it outside, no gradient at all), with the penalty's too
