@@ -179,6 +179,7 @@ def run_benchmark(batch_size=256, steps=10, repeats=3, latent_dim=100, steps_per
         memory["gpu_peak_bytes"] = gpu_peak_bytes()
     result = {
         "machine": devices.machine_name(),
+        "native_bf16": devices.native_bf16(),
         "backend": backend,
         "device": "GPU" if gpus else "CPU",
         "versions": devices.versions(),
@@ -212,7 +213,8 @@ def format_report(r):
         else f"{'tutorial baseline':22}  (TensorFlow code: not run on the {name} backend)"
     )
     lines = [
-        f"machine: {r['machine']}; {r['backend']} on {r['device']} ({name} {r['versions'][r['backend']]})",
+        f"machine: {r['machine']}; {r['backend']} on {r['device']} ({name} {r['versions'][r['backend']]}); bfloat16 "
+        + ("in hardware" if r.get("native_bf16") else "emulated (no AVX512_BF16 or AMX)"),
         f"project: {s.get('recipe', 'bce')}, batch {s['batch_size']}, {s['precision']}, "
         f"{s['steps_per_execution']} step(s) per call, {compiled}; "
         f"medians of {s['repeats']} alternating runs of {s['steps']} steps",

@@ -283,9 +283,18 @@ def machine_name():
     gpus = gpu_names()
     if gpus:
         return f"{len(gpus)} x {gpus[0]}"
+    name, flags = cpu()
+    name = name or platform.processor() or platform.machine()
+    vectors = ["AVX-512" + (" with bf16" if "avx512_bf16" in flags else "")] if "avx512f" in flags else (
+        ["AVX2"] if "avx2" in flags else [])
+    return ", ".join([name, f"{os.cpu_count()} CPUs", *vectors])
+
+
+def cpu():
+    """(the processor's model name or None, its feature flags) from /proc/cpuinfo's first processor."""
     name, flags = None, set()
     try:
-        for line in open("/proc/cpuinfo"):  # the first processor's lines
+        for line in open("/proc/cpuinfo"):
             key, _, value = line.partition(":")
             if key.strip() == "model name" and name is None:
                 name = value.strip()
@@ -295,10 +304,13 @@ def machine_name():
                 break
     except OSError:
         pass
-    name = name or platform.processor() or platform.machine()
-    vectors = ["AVX-512" + (" with bf16" if "avx512_bf16" in flags else "")] if "avx512f" in flags else (
-        ["AVX2"] if "avx2" in flags else [])
-    return ", ".join([name, f"{os.cpu_count()} CPUs", *vectors])
+    return name, flags
+
+
+def native_bf16():
+    """Whether bfloat16 arithmetic runs in hardware here: a GPU, or a CPU with AVX512_BF16 or AMX (elsewhere the
+    kernels emulate it, slower than float32)."""
+    return bool(gpu_names()) or bool(cpu()[1] & {"avx512_bf16", "amx_bf16"})
 
 
 def versions():

@@ -43,6 +43,7 @@ class Run:
         self.training_seconds_before = 0.0
         self.started = datetime.datetime.now().isoformat(timespec="seconds")
         self.machine_name = devices.machine_name()  # read once (/proc/cpuinfo, the GPU list), not at every checkpoint
+        self.native_bf16 = devices.native_bf16()
         # A conditional GAN's grid has a column per class (8 x 10), the others are 8 x 8.
         self.grid_cols = 10 if gan.conditional else 8
         self.fixed_z = latent_batch(8 * self.grid_cols, gan.latent_dim, [config.seed, 3])
@@ -93,7 +94,7 @@ class Run:
             "files": {name: str(path) for name, path in self.paths.items()},
             "versions": devices.versions(),
             "machine": {"name": self.machine_name, "platform": platform.platform(), "processor": platform.machine(),
-                        "backend": keras.backend.backend(),
+                        "backend": keras.backend.backend(), "native_bf16": self.native_bf16,
                         "devices": devices.replicas(self.gan), "machines": devices.machines()},
         }
 

@@ -134,6 +134,9 @@ def build_gan(config):
     if backend == "jax" and config.deterministic and "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
         warnings.warn("--deterministic sets TensorFlow's kernels; on JAX, start Python with "
                       "XLA_FLAGS=--xla_gpu_deterministic_ops=true for deterministic GPU kernels", stacklevel=2)
+    if config.precision == "mixed_bfloat16" and not devices.native_bf16():
+        warnings.warn("--precision mixed_bfloat16 on a processor without bfloat16 arithmetic (no GPU, no AVX512_BF16 "
+                      "or AMX): it is emulated, slower than float32 (measure with prendas bench)", stacklevel=2)
     if backend == "jax" and config.precision == "float64":
         _jax_float64()
     strategy = devices.set_up(config)

@@ -99,3 +99,22 @@ def test_bench_settings_are_checked_in_one_place():
         check_bench(256, 10, 0, 1)
     with pytest.raises(PrendasError, match=r"--steps \(10\) must be a multiple of --steps-per-execution \(3\)"):
         check_bench(256, 10, 3, 3)
+
+
+def test_bfloat16_on_a_processor_without_it_warns_in_one_line(monkeypatch):
+    """Where bfloat16 would be emulated (no GPU, no AVX512_BF16 or AMX), a bf16 run says so; where it is native, not."""
+    import warnings
+
+    from prendas import devices
+    from prendas.train import build_gan
+
+    monkeypatch.setattr(devices, "gpu_names", lambda: [])
+    config = TrainConfig(latent_dim=8, precision="mixed_bfloat16")
+    for flags, emulated in (({"avx2", "fma"}, True), ({"avx512f", "avx512_bf16"}, False), ({"amx_bf16"}, False)):
+        monkeypatch.setattr(devices, "cpu", lambda flags=flags: ("a CPU", flags))
+        assert devices.native_bf16() is not emulated
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            build_gan(config)
+        said = [str(w.message) for w in caught if "bfloat16" in str(w.message)]
+        assert len(said) == emulated and all("emulated, slower than float32" in s and "\n" not in s for s in said)

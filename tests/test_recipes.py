@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import files_under, run_cli
 
-from prendas import PrendasError, artifacts, sampling
+from prendas import PrendasError, artifacts, devices, sampling
 from prendas.__main__ import class_index
 from prendas.config import PRESETS, TrainConfig
 from prendas.gan import GAN
@@ -134,6 +134,7 @@ def test_each_recipe_trains(tmp_path, settings):
     generator = sampling.load_generator(run.paths["generator"])
     assert generator_signature(generator) == (16, config.conditional)
     assert run.record("complete")["config"] == config.to_dict()
+    assert run.record("complete")["machine"]["native_bf16"] is devices.native_bf16()
     if config.averaged:  # the saved generator is the average, and the raw weights are saved beside it
         for saved, average in zip(generator.get_weights(), run.gan.ema_generator.get_weights()):
             np.testing.assert_array_equal(saved, average)
