@@ -48,7 +48,6 @@ class Run:
         self.grid_cols = 10 if gan.conditional else 8
         self.fixed_z = latent_batch(8 * self.grid_cols, gan.latent_dim, [config.seed, 3])
         self.fixed_labels = balanced_labels(len(self.fixed_z)) if gan.conditional else None
-        self._reference = None
 
     @property
     def epochs_done(self):
@@ -65,11 +64,9 @@ class Run:
         """FID, precision, recall and class balance of eval_samples garments, against the test images."""
         from prendas.evaluate import Reference
 
-        if self._reference is None:
-            self._reference = Reference.shared()
         z = latent_batch(self.config.eval_samples, self.gan.latent_dim, [self.config.seed, 4, self.epochs_done])
         labels = balanced_labels(len(z)) if self.gan.conditional else None
-        scores = self._reference.score(generate_images(self.gan.sampler, z, labels), full=False)
+        scores = Reference.shared().score(generate_images(self.gan.sampler, z, labels), full=False)
         keep = ("fid", "precision", "recall", "coverage", "recall_per_class", "coverage_per_class", "classes_over_5pct",
                 "kl_from_uniform", "classifier_score")
         self.evaluations.append({"epoch": self.epochs_done, "n": len(z), **{k: scores[k] for k in keep}})
@@ -256,15 +253,15 @@ def steps_done(batch, steps):
     return min(batch + 1, steps)
 
 
-def time_left(run, epoch, steps_done, steps, elapsed):
-    """Seconds left (in this epoch, in the run) at step `steps_done` of `steps` of `epoch` (0-based), `elapsed` into it.
+def time_left(run, epoch, done, steps, elapsed):
+    """Seconds left (in this epoch, in the run) at step `done` of `steps` of `epoch` (0-based), `elapsed` into it.
 
     The epoch's rest at its own pace so far; the epochs after it at the mean of this session's finished epochs
     (the first epoch's pace, compilation included, until one has finished).
     """
-    epoch_left = elapsed / steps_done * (steps - steps_done)
+    epoch_left = elapsed / done * (steps - done)
     finished = [h["seconds"] for h in run.history[run.first_epoch :]]
-    per_epoch = sum(finished) / len(finished) if finished else elapsed / steps_done * steps
+    per_epoch = sum(finished) / len(finished) if finished else elapsed / done * steps
     return epoch_left, epoch_left + per_epoch * (run.last_epoch - epoch - 1)
 
 
