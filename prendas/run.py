@@ -66,10 +66,10 @@ class Run:
 
         z = latent_batch(self.config.eval_samples, self.gan.latent_dim, [self.config.seed, 4, self.epochs_done])
         labels = balanced_labels(len(z)) if self.gan.conditional else None
-        scores = Reference.shared().score(generate_images(self.gan.sampler, z, labels), full=False)
+        scores = Reference.shared().score(generate_images(self.gan.sampler, z, labels), full=False, labels=labels)
         keep = ("fid", "precision", "recall", "coverage", "recall_per_class", "coverage_per_class", "classes_over_5pct",
-                "kl_from_uniform", "classifier_score")
-        self.evaluations.append({"epoch": self.epochs_done, "n": len(z), **{k: scores[k] for k in keep}})
+                "kl_from_uniform", "classifier_score", "label_agreement")  # (the last: conditional runs only)
+        self.evaluations.append({"epoch": self.epochs_done, "n": len(z), **{k: scores[k] for k in keep if k in scores}})
 
     def record(self, status):
         """The run.json contents."""
@@ -289,5 +289,5 @@ def _quality(run, epoch):
         return ""
     e = run.evaluations[-1]
     return (f"  fid {e['fid']:.1f}  precision {e['precision']:.2f}  recall {e['recall']:.2f}  classes {e['classes_over_5pct']}"
-            f"  coverage {e['coverage']:.2f}")
+            f"  coverage {e['coverage']:.2f}" + (f"  asked=seen {e['label_agreement']:.0%}" if "label_agreement" in e else ""))
 

@@ -80,6 +80,7 @@ def test_quality_during_training(tiny_run):
     assert all(e["n"] == 200 and e["fid"] > 0 for e in record["evaluations"])
     assert all(len(e["recall_per_class"]) == len(e["coverage_per_class"]) == 10 for e in record["evaluations"])
     assert re.search(r"epoch 2/2 .* coverage \d\.\d\d", result.stdout)
+    assert "asked=seen" not in result.stdout and "label_agreement" not in record["evaluations"][0]  # (no labels asked)
     tag = record["tag"]
     assert (out / "images" / f"quality_{tag}.png").is_file()
 
@@ -168,3 +169,17 @@ def test_evaluate_refuses_bad_input(tiny_run, tmp_path, args, message, capsys):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_conditional_run_measures_how_often_the_class_asked_is_seen(tmp_path):
+    """With labels, each measurement during training also says how often the classifier sees the class asked for."""
+    from prendas.config import TrainConfig
+    from prendas.train import train
+
+    lines = []
+    run = train(TrainConfig(epochs=1, images=64, batch_size=32, latent_dim=8, conditional=True, eval_every=1,
+                            eval_samples=100, out=str(tmp_path)), log=lines.append)
+    [e] = run.evaluations
+    assert 0 <= e["label_agreement"] <= 1
+    assert json.loads(run.paths["run_json"].read_text())["evaluations"][0]["label_agreement"] == e["label_agreement"]
+    assert any(re.search(r"epoch 1/1 .* asked=seen \d+%", line) for line in lines), lines
