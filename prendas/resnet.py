@@ -58,5 +58,8 @@ def discriminator_features(image, width):
             x = _block(x, BLOCKS_PER_STAGE * len(channels))
         if stage + 1 < len(channels):
             x = _conv(layers.AveragePooling2D(2)(x), channels[stage + 1])
-    x = layers.DepthwiseConv2D(7, padding="valid", use_bias=False, depthwise_initializer=_init(1))(x)
+    # (each channel's 7x7 filter sees 49 inputs: Keras's fan-in for a depthwise kernel would count 49 x channels,
+    # starting the score 8 times smaller at 64 channels than R3GAN's MSR initialization does)
+    basis = keras.initializers.RandomNormal(stddev=1 / 7)
+    x = layers.DepthwiseConv2D(7, padding="valid", use_bias=False, depthwise_initializer=basis)(x)
     return layers.Flatten()(x)

@@ -109,6 +109,10 @@ def test_the_residual_networks_start_as_their_skeleton_and_take_labels():
     zeros = [layer for layer in g.layers + d.layers if isinstance(layer, keras.layers.Conv2D)
              and not np.any(np.asarray(layer.kernel))]
     assert len(zeros) == 12 and len(adds) >= 12  # 2 blocks x 3 stages in each network
+    # the discriminator's 7x7 depthwise basis: MSR's N(0, 1/fan-in) with the 49 inputs each filter sees
+    wide = build_discriminator(arch="resnet", width=64)
+    [basis] = [layer for layer in wide.layers if isinstance(layer, keras.layers.DepthwiseConv2D)]
+    assert abs(float(np.std(np.asarray(basis.kernel))) * 7 - 1) < 0.05  # (12,544 draws)
     assert not any(isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dropout,
                                       keras.layers.SpectralNormalization)) for layer in g.layers + d.layers)
     # (the walk from one class to another works on it, as on the tutorial's conditional generator)
@@ -124,8 +128,9 @@ def test_bench_measures_a_presets_step_beside_the_tutorials_loop():
     from prendas.bench import run_benchmark
 
     lines = []
-    r = run_benchmark(batch_size=16, steps=1, repeats=1, preset="best", log=lines.append)
-    assert r["settings"]["recipe"] == TrainConfig(**PRESETS["best"]).recipe() == (
-        "rpgan+r10.05+r20.05+sn+ema0.999+cond+ac1+lr0.0002")
+    r = run_benchmark(batch_size=16, steps=4, repeats=1, preset="best", precision="float32", log=lines.append)
+    assert r["settings"]["recipe"] == TrainConfig.preset("best", precision="float32").recipe() == (
+        "rpgan+r10.05+r20.05+sn+ema0.999+reg4+cond+ac1+lr0.0002")
+    assert TrainConfig(**PRESETS["rpgan"]).recipe() == "rpgan+r10.05+r20.05+sn+ema0.999+cond+ac1+lr0.0002"
     assert r["project_images_per_s"] > 0 and r["baseline_images_per_s"] > 0 and "rpgan+r10.05" in lines[0]
     assert TrainConfig(**PRESETS["sngan"]).recipe() == "hinge+sn+ema0.999+cond+ac1+lr0.0002"  # the previous best
