@@ -44,7 +44,8 @@ def _parser():
     t.add_argument("--lr", type=float, help=f"learning rate of both Adam optimizers (default {defaults.g_lr:g})")
     t.add_argument("--preset", choices=tuple(PRESETS), help="a named recipe for what the other flags leave unset: "
                    "tutorial (the defaults), best (" + ", ".join(f"--{flag(k)} {v}".replace(" True", "")
-                   for k, v in PRESETS["best"].items()) + ": the best measured at equal budget, see docs/recipes.md) "
+                   for k, v in PRESETS["best"].items()) + ": the shipped quality soonest, see docs/recipes.md), "
+                   "rpgan (the same with R1 and R2 at every step, in float32: the shipped generator's recipe) "
                    "or sngan (the hinge loss in place of rpgan, without --r1/--r2). From Python: "
                    "TrainConfig.preset(NAME, **settings)")
     t.add_argument("--resume", metavar="CHECKPOINT", help="continue from OUT/checkpoints/checkpoint_TAG.npz, or from "
@@ -95,7 +96,9 @@ def _parser():
     b.add_argument("--steps", type=int, default=10, help="steps in each timed run (default 10; on a GPU, a few hundred)")
     b.add_argument("--repeats", type=int, default=3, help="timed runs of each loop, alternating (default 3)")
     b.add_argument("--steps-per-execution", type=int, default=1, help="the project's steps per compiled call (default 1)")
-    b.add_argument("--precision", choices=PRECISIONS, default="float32", help="the project's precision (default float32)")
+    b.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="the project's precision (default: the preset's, else float32; auto: mixed_bfloat16 where "
+                   "bfloat16 runs in hardware)")
     b.add_argument("--xla", action="store_true", help="compile the project's step with XLA")
     b.add_argument("--backend", choices=("tensorflow", "jax"), default=None,
                    help="Keras backend (default: KERAS_BACKEND, else tensorflow); on jax the project's step runs alone")

@@ -139,10 +139,11 @@ def _forever(steps):
 
 
 def run_benchmark(batch_size=256, steps=10, repeats=3, latent_dim=100, steps_per_execution=1, xla=False,
-                  precision="float32", seed=0, preset="tutorial", log=print):
+                  precision=None, seed=0, preset="tutorial", log=print):
     """Both loops, alternating, `repeats` times `steps` steps each after a warm-up; the medians and the rest.
 
-    The project's step trains `preset`'s recipe (the tutorial's loop stays the tutorial's). On JAX the
+    The project's step trains `preset`'s recipe (the tutorial's loop stays the tutorial's), in `precision` (None: the
+    preset's, else float32; "auto" resolved as a run resolves it). On JAX the
     project's step runs alone: the tutorial's loop is TensorFlow code (its figures are None).
     """
     step_backend()  # (TensorFlow or JAX, else a one-line error)
@@ -150,8 +151,11 @@ def run_benchmark(batch_size=256, steps=10, repeats=3, latent_dim=100, steps_per
     check_bench(batch_size, steps, repeats, steps_per_execution)
     from prendas.data import load_fashion_mnist
 
+    given = {"precision": precision} if precision else {}
     config = TrainConfig.preset(preset, batch_size=batch_size, latent_dim=latent_dim, seed=seed,
-                                steps_per_execution=steps_per_execution, xla=xla, precision=precision)
+                                steps_per_execution=steps_per_execution, xla=xla, **given)
+    config = config.replace(precision=devices.resolve_precision(config.precision))
+    precision = config.precision
     # Whole batches only (60,000 // B of them), so that neither side ever runs a short batch.
     data = load_fashion_mnist()
     images, labels = data.x_train[: len(data.x_train) // batch_size * batch_size], data.y_train

@@ -13,7 +13,7 @@ from prendas import PrendasError
 TRAIN_IMAGES = 60_000
 ALL_IMAGES = 70_000
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "float64")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "float64", "auto")
 LOSSES = ("bce", "wgan-gp", "hinge", "rpgan")
 
 # What each loss does when --d-steps and the Adam betas are left unset: the DCGAN tutorial for bce
@@ -36,12 +36,16 @@ TUTORIAL_DROPOUT = 0.3  # the tutorial's discriminator drops 30%; WGAN-GP's crit
 # DiffAugment policies (prendas.augment): which transformations the discriminator's inputs go through.
 AUGMENTS = ("none", "translation", "cutout", "translation,cutout")
 
-# best: R3GAN's relativistic loss with R1 and R2 on the hinge recipe's networks (measured better at equal budget,
-# docs/recipes.md); sngan: those networks with the hinge loss (SNGAN's recipe).
+# best: R3GAN's relativistic loss with R1 and R2 on the hinge recipe's networks, the penalties every 4th step
+# (lazy regularization) and bfloat16 where the hardware computes it: the recipe that reached the shipped quality
+# soonest in wall-clock (docs/recipes.md); rpgan: the same with the penalties at every step, in float32 (--preset
+# best until 2026-12-06, the recipe of the shipped generator); sngan: those networks with the hinge loss (SNGAN's).
+_RPGAN = {"loss": "rpgan", "r1": 0.05, "r2": 0.05, "spectral_norm": True, "ema": 0.999, "conditional": True,
+          "class_loss": 1.0, "g_lr": 2e-4, "d_lr": 2e-4}
 PRESETS = {
     "tutorial": {},
-    "best": {"loss": "rpgan", "r1": 0.05, "r2": 0.05, "spectral_norm": True, "ema": 0.999, "conditional": True,
-             "class_loss": 1.0, "g_lr": 2e-4, "d_lr": 2e-4},
+    "best": {**_RPGAN, "reg_every": 4, "precision": "auto"},
+    "rpgan": _RPGAN,
     "sngan": {"loss": "hinge", "spectral_norm": True, "ema": 0.999, "conditional": True, "class_loss": 1.0,
               "g_lr": 2e-4, "d_lr": 2e-4},
 }
@@ -148,9 +152,10 @@ class TrainConfig:
                                         "are short (a GPU)", _integer(1, 10_000), resume=True)
     xla: bool = _setting(False, "compile the TensorFlow training step with XLA (JAX always is)", resume=True)
     precision: str = _setting("float32", "float32, mixed_bfloat16, or mixed_float16 (with loss scaling): for GPUs "
-                              "with fast 16-bit arithmetic; on a CPU, measure with `bench` first. float64: slower, "
-                              "for comparing two computations where rounding cannot decide (the tests do)",
-                              choices=PRECISIONS)
+                              "with fast 16-bit arithmetic; on a CPU, measure with `bench` first. auto: mixed_bfloat16 "
+                              "where bfloat16 runs in hardware (a GPU, a CPU with AVX512_BF16 or AMX), else float32; the "
+                              "run records which. float64: slower, for comparing two computations where rounding cannot "
+                              "decide (the tests do)", choices=PRECISIONS)
     tensorboard: str | None = _setting(None, "write TensorBoard logs to DIR as the run goes (without DIR: OUT/logs/TAG): "
                                        "losses, images/s, --eval-every's figures, the sample grid, the settings; a run "
                                        "that logged goes on logging in its folder when resumed, unless given another "
@@ -215,7 +220,8 @@ class TrainConfig:
         parts += ([self.arch] if self.arch != "dcgan" else []) + ([f"w{self.width}"] if self.width != 32 else [])
         parts += ["cond"] if self.conditional else []
         parts += [f"ac{self.class_loss:g}"] if self.class_loss else []
-        parts += {"float32": [], "mixed_bfloat16": ["bf16"], "mixed_float16": ["fp16"], "float64": ["f64"]}[self.precision]
+        parts += {"float32": [], "mixed_bfloat16": ["bf16"], "mixed_float16": ["fp16"], "float64": ["f64"],
+                  "auto": ["auto"]}[self.precision]
         # The sizes and rates, where they are not the defaults (the batch size has its own column in RESULTS.md).
         defaults = TrainConfig()
         parts += [f"z{self.latent_dim}"] if self.latent_dim != defaults.latent_dim else []
@@ -225,7 +231,7 @@ class TrainConfig:
 
     @classmethod
     def preset(cls, name, **settings):
-        """A config from the preset `name` (PRESETS: 'tutorial', 'best', 'sngan'), the settings given winning over it:
+        """A config from the preset `name` (PRESETS: 'tutorial', 'best', 'rpgan', 'sngan'), the settings given winning over it:
         TrainConfig.preset("best", epochs=5). What `train --preset` does."""
         return cls(**preset_settings(name, settings))
 

@@ -313,6 +313,13 @@ def native_bf16():
     return bool(gpu_names()) or bool(cpu()[1] & {"avx512_bf16", "amx_bf16"})
 
 
+def resolve_precision(precision):
+    """--precision as a run uses it: "auto" becomes mixed_bfloat16 where bfloat16 runs in hardware, else float32."""
+    if precision != "auto":
+        return precision
+    return "mixed_bfloat16" if native_bf16() else "float32"
+
+
 def versions():
     """The versions of what computed a figure: prendas, Python, Keras, NumPy and the backend."""
     found = {"prendas": __version__, "python": sys.version.split()[0], "keras": keras.__version__, "numpy": np.__version__}

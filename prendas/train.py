@@ -27,6 +27,7 @@ def train(config, callbacks=(), log=print):
 
     Extra Keras callbacks may watch it; one with a set_run(run) method is handed the Run first.
     """
+    config = config.replace(precision=devices.resolve_precision(config.precision))  # (the record says which)
     images, data, gan = _prepare(config)
     config, scratch = _where_this_machine_writes(gan, config)
     artifacts.remove_leftovers(config.out, log)
@@ -131,6 +132,7 @@ def build_gan(config):
     """Seed everything, build both networks (and the moving average) and their Adam optimizers."""
     step_backend()  # (TensorFlow or JAX, else a one-line error)
     backend = keras.backend.backend()
+    config = config.replace(precision=devices.resolve_precision(config.precision))
     if backend == "jax" and config.deterministic and "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
         warnings.warn("--deterministic sets TensorFlow's kernels; on JAX, start Python with "
                       "XLA_FLAGS=--xla_gpu_deterministic_ops=true for deterministic GPU kernels", stacklevel=2)

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from prendas import PrendasError
@@ -85,8 +87,11 @@ def test_a_preset_from_python():
     with pytest.raises(PrendasError, match="--class-loss needs --conditional"):
         TrainConfig.preset("best", conditional=False, class_loss=1.0)
     assert TrainConfig.preset("tutorial") == TrainConfig()
-    with pytest.raises(PrendasError, match="unknown preset 'fast': one of tutorial, best, sngan"):
+    with pytest.raises(PrendasError, match="unknown preset 'fast': one of tutorial, best, rpgan, sngan"):
         TrainConfig.preset("fast")
+    # best is rpgan (the shipped generator's recipe) with lazy R1/R2 and bfloat16 where the hardware has it
+    assert PRESETS["best"] == {**PRESETS["rpgan"], "reg_every": 4, "precision": "auto"}
+    assert TrainConfig.preset("best", precision="float32").precision == "float32"
 
 
 def test_bench_settings_are_checked_in_one_place():
@@ -118,3 +123,19 @@ def test_bfloat16_on_a_processor_without_it_warns_in_one_line(monkeypatch):
             build_gan(config)
         said = [str(w.message) for w in caught if "bfloat16" in str(w.message)]
         assert len(said) == emulated and all("emulated, slower than float32" in s and "\n" not in s for s in said)
+
+
+def test_auto_precision_is_bfloat16_where_the_hardware_has_it_and_the_run_records_which(monkeypatch, tmp_path):
+    from prendas import devices
+    from prendas.train import train
+
+    for native, expected in ((True, "mixed_bfloat16"), (False, "float32")):
+        monkeypatch.setattr(devices, "native_bf16", lambda native=native: native)
+        assert devices.resolve_precision("auto") == expected
+        assert [devices.resolve_precision(p) for p in ("float32", "mixed_float16", "float64")] == [
+            "float32", "mixed_float16", "float64"]  # (only auto is resolved)
+        run = train(TrainConfig(epochs=1, images=8, batch_size=4, latent_dim=8, precision="auto",
+                                out=str(tmp_path / expected)), log=lambda line: None)
+        assert run.config.precision == expected and run.gan.generator.dtype_policy.name == expected
+        assert json.loads(run.paths["run_json"].read_text())["config"]["precision"] == expected
+    assert TrainConfig(precision="auto").recipe() == "bce+auto"  # (a config not yet resolved says so)
