@@ -7,7 +7,7 @@ import pytest
 
 from prendas import PrendasError
 from prendas.config import PRESETS, TrainConfig
-from prendas.gan import GAN
+from prendas.gan import GAN, _scores_and_logits
 from prendas.losses import discriminator_loss, generator_loss
 from prendas.models import build_discriminator, build_generator
 
@@ -67,6 +67,33 @@ def test_lazy_penalties_come_every_k_steps_with_k_times_the_weight():
     assert "+reg4" in config.recipe()
     with pytest.raises(PrendasError, match="--reg-every spaces out the penalties"):
         TrainConfig(reg_every=4)
+
+
+def test_lazy_penalties_in_bfloat16_come_out_in_float32_with_the_same_known_answer():
+    """--preset best in bfloat16 (where the hardware has it): the layers compute in bf16, the scores and the penalty
+    reach the losses in float32. With weights bf16 holds exactly (3, 4), the input gradient is exact, so the
+    penalty is the float32 answer, 4 x gamma/2 |w|^2 at step 0 and 0 at the next three."""
+    critic = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                               keras.layers.Dense(1, use_bias=False, dtype="mixed_bfloat16")])
+    w = np.zeros((784, 1), np.float32)
+    w[:2, 0] = [3.0, 4.0]
+    critic.set_weights([w])
+    assert critic.layers[-1].compute_dtype == "bfloat16" and critic.layers[-1].kernel.dtype == "float32"
+    gan = GAN(build_generator(8), critic, loss="rpgan", r1=0.2, reg_every=4)
+    gan.compile(keras.optimizers.Adam(), keras.optimizers.Adam())
+    gan.build_optimizers()
+    images = np.random.default_rng(0).uniform(-1, 1, (6, 28, 28, 1)).astype(np.float32)
+    penalties = []
+    for step in range(4):
+        gan.d_optimizer.iterations.assign(step)
+        out, _, penalty = gan._judge([v.value for v in critic.trainable_variables], [], images, None, 0.2)
+        scores = _scores_and_logits(out, gan.float)[0]  # (what the losses take: the output cast to the step's float32)
+        dtypes = [keras.backend.standardize_dtype(x.dtype) for x in (out, scores, penalty)]
+        assert dtypes == ["bfloat16", "float32", "float32"]
+        penalties.append(float(penalty))
+        # the score, rounded through bf16 (8 bits of mantissa), against the float32 one
+        np.testing.assert_allclose(np.asarray(scores), images.reshape(6, -1) @ w, rtol=2e-2, atol=2e-2)
+    assert penalties == [4 * 0.2 / 2 * 25, 0, 0, 0]
 
 
 @pytest.mark.parametrize("steps, expected_half_life", [(1, 0.05 * 64), (100, 0.05 * 6_400), (10_000, 1_000.0)])
