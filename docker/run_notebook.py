@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TEST = ROOT / "tests" / "test_notebook.py"
 # Used only where the test cannot be read (the same values it held when this was written).
-FALLBACK = {"EPOCHS": 1, "IMAGES": 256, "BATCH_SIZE": 64, "CONDITIONAL_EPOCHS": 1}
+FALLBACK = {"EPOCHS": 1, "IMAGES": 256, "BATCH_SIZE": 64, "BEST_EPOCHS": 1, "BEST_IMAGES": 256}
 
 
 def test_parameters(test=TEST):

@@ -12,7 +12,7 @@ from conftest import ROOT
 from prendas import notebook
 
 NOTEBOOK = ROOT / "gan_prendas.ipynb"
-PARAMETERS = ["EPOCHS", "BATCH_SIZE", "IMAGES", "LATENT_DIM", "SEED", "CONDITIONAL_EPOCHS", "RESUME_FROM", "TENSORBOARD"]
+PARAMETERS = ["EPOCHS", "BATCH_SIZE", "IMAGES", "LATENT_DIM", "SEED", "BEST_EPOCHS", "BEST_IMAGES", "RESUME_FROM", "TENSORBOARD"]
 
 
 def _code_cells():
@@ -44,7 +44,7 @@ def executed(tmp_path_factory):
         papermill.execute_notebook(
             str(NOTEBOOK),
             str(out / "executed.ipynb"),
-            parameters={"EPOCHS": 1, "IMAGES": 256, "BATCH_SIZE": 64, "CONDITIONAL_EPOCHS": 1},
+            parameters={"EPOCHS": 1, "IMAGES": 256, "BATCH_SIZE": 64, "BEST_EPOCHS": 1, "BEST_IMAGES": 256},
             cwd=str(out),
             progress_bar=False,
         )
@@ -93,11 +93,19 @@ def test_run_all_writes_the_tagged_files(executed):
 
     scalars, images, _ = read_log(executed / "logs" / tag)  # the run logged for it, and section 6 continued it
     assert [s for s, _ in scalars["epoch/d_loss"]] == [4, 8, 12] == [s for s, _, _ in images["samples/fixed_noise"]]
-    [conditional] = (executed / "conditional" / "models").glob("generator_*_1ep_256imgs.keras")
+    # (the best recipe keeps a moving average: generator_TAG is it, generator_raw_TAG beside it)
+    [conditional] = (executed / "conditional" / "models").glob("generator_2*_1ep_256imgs.keras")
     [conditional_log] = (executed / "conditional" / "logs").iterdir()  # shown in the same TensorBoard
     assert [s for s, _ in read_log(conditional_log)[0]["epoch/g_loss"]] == [4]
-    assert json.loads(conditional.with_name(conditional.name.replace("generator_", "run_")).with_suffix(".json")
-                      .read_text())["config"]["conditional"] is True
+    config = json.loads(conditional.with_name(conditional.name.replace("generator_", "run_")).with_suffix(".json")
+                        .read_text())["config"]
+    from prendas.config import TrainConfig
+
+    # section 8 trains --preset best, its precision as this machine resolved it
+    assert config == {**TrainConfig.preset("best", epochs=1, images=256, batch_size=64, seed=0, out="conditional",
+                                           precision=config["precision"]).to_dict(), "tensorboard": config["tensorboard"]}
+    assert config["precision"] in ("float32", "mixed_bfloat16") and config["conditional"] is True
+    assert "class asked = class seen" in " ".join(str(o.get("text", "")) for o in outputs)  # its evaluation
 
 
 def test_resume_from_parameter_continues_a_run(tmp_path, monkeypatch):
