@@ -41,23 +41,33 @@ def test_r1_and_r2_of_a_linear_critic_are_gamma_half_its_squared_weight():
     assert gan._judge([v.value for v in critic.trainable_variables], [], images, None, 0.0)[2] == 0.0
 
 
-def test_lazy_penalties_come_every_k_steps_with_k_times_the_weight():
-    """--reg-every 4: the penalty at discriminator steps 0, 4, 8 ... weighs 4 gamma/2 |w|^2, nothing between, the same
-    scores at every step: over any 4 steps the same total weight as every step's gamma/2 |w|^2."""
-    critic = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(1, use_bias=False)])
+def _lazy_judge(steps, dtype=None):
+    """A linear critic (w = (3, 4, 0, ...), |w|^2 = 25) in a GAN with --reg-every 4 and gamma 0.2, judging the same 6
+    images at its first `steps` discriminator steps: (gan, [(outputs, penalty) of each step], the float32 scores)."""
+    critic = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                               keras.layers.Dense(1, use_bias=False, dtype=dtype)])
     w = np.zeros((784, 1), np.float32)
-    w[:2, 0] = [3.0, 4.0]  # |w|^2 = 25
+    w[:2, 0] = [3.0, 4.0]
     critic.set_weights([w])
     gan = GAN(build_generator(8), critic, loss="rpgan", r1=0.2, reg_every=4)
     gan.compile(keras.optimizers.Adam(), keras.optimizers.Adam())
     gan.build_optimizers()
     images = np.random.default_rng(0).uniform(-1, 1, (6, 28, 28, 1)).astype(np.float32)
-    penalties = []
-    for step in range(8):
+    judged = []
+    for step in range(steps):
         gan.d_optimizer.iterations.assign(step)
         out, _, penalty = gan._judge([v.value for v in critic.trainable_variables], [], images, None, 0.2)
-        penalties.append(float(penalty))
-        np.testing.assert_allclose(np.asarray(out), images.reshape(6, -1) @ w, rtol=1e-5)
+        judged.append((out, penalty))
+    return gan, judged, images.reshape(6, -1) @ w
+
+
+def test_lazy_penalties_come_every_k_steps_with_k_times_the_weight():
+    """--reg-every 4: the penalty at discriminator steps 0, 4, 8 ... weighs 4 gamma/2 |w|^2, nothing between, the same
+    scores at every step: over any 4 steps the same total weight as every step's gamma/2 |w|^2."""
+    _, judged, expected = _lazy_judge(8)
+    penalties = [float(penalty) for _, penalty in judged]
+    for out, _ in judged:
+        np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-5)
     assert penalties == pytest.approx([4 * 0.2 / 2 * 25, 0, 0, 0] * 2, rel=1e-5)
     assert sum(penalties[:4]) == pytest.approx(4 * 0.2 / 2 * 25, rel=1e-5)  # = 4 steps of the eager penalty
     # StyleGAN2's adjustment of the discriminator's Adam for K = 4: c = 4/5
@@ -73,27 +83,16 @@ def test_lazy_penalties_in_bfloat16_come_out_in_float32_with_the_same_known_answ
     """--preset best in bfloat16 (where the hardware has it): the layers compute in bf16, the scores and the penalty
     reach the losses in float32. With weights bf16 holds exactly (3, 4), the input gradient is exact, so the
     penalty is the float32 answer, 4 x gamma/2 |w|^2 at step 0 and 0 at the next three."""
-    critic = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
-                               keras.layers.Dense(1, use_bias=False, dtype="mixed_bfloat16")])
-    w = np.zeros((784, 1), np.float32)
-    w[:2, 0] = [3.0, 4.0]
-    critic.set_weights([w])
-    assert critic.layers[-1].compute_dtype == "bfloat16" and critic.layers[-1].kernel.dtype == "float32"
-    gan = GAN(build_generator(8), critic, loss="rpgan", r1=0.2, reg_every=4)
-    gan.compile(keras.optimizers.Adam(), keras.optimizers.Adam())
-    gan.build_optimizers()
-    images = np.random.default_rng(0).uniform(-1, 1, (6, 28, 28, 1)).astype(np.float32)
-    penalties = []
-    for step in range(4):
-        gan.d_optimizer.iterations.assign(step)
-        out, _, penalty = gan._judge([v.value for v in critic.trainable_variables], [], images, None, 0.2)
+    gan, judged, expected = _lazy_judge(4, dtype="mixed_bfloat16")
+    dense = gan.discriminator.layers[-1]
+    assert dense.compute_dtype == "bfloat16" and dense.kernel.dtype == "float32"
+    for out, penalty in judged:
         scores = _scores_and_logits(out, gan.float)[0]  # (what the losses take: the output cast to the step's float32)
         dtypes = [keras.backend.standardize_dtype(x.dtype) for x in (out, scores, penalty)]
         assert dtypes == ["bfloat16", "float32", "float32"]
-        penalties.append(float(penalty))
         # the score, rounded through bf16 (8 bits of mantissa), against the float32 one
-        np.testing.assert_allclose(np.asarray(scores), images.reshape(6, -1) @ w, rtol=2e-2, atol=2e-2)
-    assert penalties == [4 * 0.2 / 2 * 25, 0, 0, 0]
+        np.testing.assert_allclose(np.asarray(scores), expected, rtol=2e-2, atol=2e-2)
+    assert [float(penalty) for _, penalty in judged] == [4 * 0.2 / 2 * 25, 0, 0, 0]
 
 
 @pytest.mark.parametrize("steps, expected_half_life", [(1, 0.05 * 64), (100, 0.05 * 6_400), (10_000, 1_000.0)])
