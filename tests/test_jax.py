@@ -84,6 +84,11 @@ def test_several_steps_per_call_train_exactly_as_one_and_16_bit_precisions_train
         # float16 with a dynamic loss scale: steps whose gradients overflow are skipped, not applied
         f = fit("fp16", images=8, batch_size=4, precision="mixed_float16", loss="wgan-gp", d_steps=2)
         assert 0 < int(f.gan.d_optimizer.iterations) <= 2
+        # --precision auto (--preset best's): resolved before the step is built, as on TensorFlow, and recorded
+        from prendas import devices
+        a = fit("auto", images=8, batch_size=4, precision="auto")
+        assert a.config.precision == devices.resolve_precision("auto") != "auto"
+        assert a.gan.generator.dtype_policy.name == a.config.precision
         for run in (h, f):
             assert all(np.isfinite(x).all() for x in run.gan.generator.get_weights())
             assert np.isfinite(run.history[-1]["d_loss"]) and np.isfinite(run.history[-1]["g_loss"])
