@@ -27,8 +27,7 @@ def train(config, callbacks=(), log=print):
 
     Extra Keras callbacks may watch it; one with a set_run(run) method is handed the Run first.
     """
-    config = config.replace(precision=devices.resolve_precision(config.precision))  # (the record says which)
-    images, data, gan = _prepare(config)
+    config, images, data, gan = _prepare(config)
     config, scratch = _where_this_machine_writes(gan, config)
     artifacts.remove_leftovers(config.out, log)
     tag = artifacts.claim_tag(config.out, artifacts.run_tag([config.epochs], config.images))
@@ -68,7 +67,7 @@ def resume(checkpoint, epochs, expect=None, callbacks=(), log=print, **changes):
             log("the run logged for TensorBoard, but the tensorboard package is not installed here: this session "
                 "does not log")
     config = config.replace(epochs=epochs, tensorboard=tensorboard, **{k: v for k, v in changes.items() if v is not None})
-    images, data, gan = _prepare(config)
+    config, images, data, gan = _prepare(config)
     artifacts.restore_variables(gan.state_variables(), saved, checkpoint)
     config, scratch = _where_this_machine_writes(gan, config)
     segments = meta["segments"] + [epochs]
@@ -83,12 +82,14 @@ def resume(checkpoint, epochs, expect=None, callbacks=(), log=print, **changes):
 
 def _prepare(config):
     """What a new and a resumed run do first: the checks that need nothing loaded (a folder that cannot be written,
-    a missing package, TF_CONFIG), then the images and the GAN. (images, data record, gan)."""
+    a missing package, TF_CONFIG), --precision auto resolved for this machine (so that the record says which ran),
+    then the images and the GAN. (config, images, data record, gan)."""
     artifacts.check_writable(config.out, "--out")  # now, not after the first epoch
     check_installed(config)
     devices.check_machines(config)
+    config = config.replace(precision=devices.resolve_precision(config.precision))
     images, data = _training_images(config)
-    return images, data, build_gan(config)
+    return config, images, data, build_gan(config)
 
 
 def newest_checkpoint(path, log=print):
@@ -132,7 +133,6 @@ def build_gan(config):
     """Seed everything, build both networks (and the moving average) and their Adam optimizers."""
     step_backend()  # (TensorFlow or JAX, else a one-line error)
     backend = keras.backend.backend()
-    config = config.replace(precision=devices.resolve_precision(config.precision))
     if backend == "jax" and config.deterministic and "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
         warnings.warn("--deterministic sets TensorFlow's kernels; on JAX, start Python with "
                       "XLA_FLAGS=--xla_gpu_deterministic_ops=true for deterministic GPU kernels", stacklevel=2)
