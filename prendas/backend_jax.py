@@ -43,22 +43,28 @@ def with_input_gradient(function, inputs):
     return (scores, aux), pull(ops.ones_like(scores))[0]
 
 
-def when(condition, update, gan):
-    """Run update() where condition() holds, as a lax.cond on the values of the GAN's variables.
+def when(condition, update, gan, otherwise=None):
+    """Run update() where condition() holds, else otherwise() (if given), as a lax.cond on the values of the GAN's
+    variables.
 
-    The cond's branches are pure functions of those values (all the update may touch; the training
+    The cond's branches are pure functions of those values (all an update may touch; the training
     images are left out: the update never reads them, and carrying them would copy them).
     """
     data = {id(v) for v in gan.data_variables()}
     variables = [v for group in state_variables(gan) for v in group if id(v) not in data]
     current = [v.value for v in variables]
 
-    def run(current):
-        with keras.StatelessScope(state_mapping=list(zip(variables, current))) as scope:
-            update()
-            return [scope.get_current_value(v) for v in variables]
+    def branch(function):
+        def run(current):
+            if function is None:
+                return current
+            with keras.StatelessScope(state_mapping=list(zip(variables, current))) as scope:
+                function()
+                return [scope.get_current_value(v) for v in variables]
 
-    new = jax.lax.cond(condition(), run, lambda current: current, current)
+        return run
+
+    new = jax.lax.cond(condition(), branch(update), branch(otherwise), current)
     for variable, value in zip(variables, new):
         variable.assign(value)
 

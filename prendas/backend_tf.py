@@ -49,30 +49,35 @@ def with_input_gradient(function, inputs):
     return (scores, aux), tape.gradient(total, inputs)
 
 
-def when(condition, update, gan):
-    """Run update() where condition() holds, as a tf.cond.
+def when(condition, update, gan, otherwise=None):
+    """Run update() where condition() holds, else otherwise() (if given), as a tf.cond.
 
     Under MirroredStrategy the update synchronizes the replicas (gradients, batch statistics), which
     a cond inside one replica may not do: there the cond is taken across the replicas and runs the
     update on each of them.
     """
 
-    def run():
-        update()
-        return tf.constant(0.0)
+    def branch(function):
+        def run():
+            if function is not None:
+                function()
+            return tf.constant(0.0)
 
-    def skip():
-        return tf.constant(0.0)
+        return run
 
     if devices.replica()[1] == 1:
-        tf.cond(condition(), run, skip)
+        tf.cond(condition(), branch(update), branch(otherwise))
         return
 
     def across(strategy):
-        def run_on_each():
-            strategy.extended.call_for_each_replica(update)
-            return skip()
+        def on_each(function):
+            def run():
+                if function is not None:
+                    strategy.extended.call_for_each_replica(function)
+                return tf.constant(0.0)
 
-        return tf.cond(condition(), run_on_each, skip)
+            return run
+
+        return tf.cond(condition(), on_each(update), on_each(otherwise))
 
     tf.distribute.get_replica_context().merge_call(across)

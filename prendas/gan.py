@@ -163,24 +163,30 @@ class GAN(keras.Model):
         (On JAX it runs inside a StatelessScope over fit()'s state, where variables are read and assigned purely.)
         """
         real, labels = self.take_batch(ops.reshape(data[0] if isinstance(data, (tuple, list)) else data, (-1,))[0])
-        # The noise batch follows the real batch, so the short last batch of an epoch is paired
-        # with as many fakes as it has real images.
-        batch = ops.shape(real)[0]
-        if self.d_steps == 1:
-            d_loss, g_loss = self._update(real, labels, with_generator=True)
-            self.g_loss_tracker.update_state(g_loss, sample_weight=ops.cast(batch, self.float))
-            self._update_ema()
-        else:
-            (d_loss,) = self._update(real, labels, with_generator=False)
+        with_generator = self.d_steps == 1
+        self._lazily(lambda penalize: self._update(real, labels, with_generator, penalize))
+        if not with_generator:
             # The generator steps after every d_steps-th discriminator step; its loss and its average follow there.
             due = lambda: ops.equal(self.d_optimizer.iterations % self.d_steps, 0)  # noqa: E731
             step_backend().when(due, lambda: self._generator_update(real, labels), self)
-        self.d_loss_tracker.update_state(d_loss, sample_weight=ops.cast(batch, self.float))
         logs = {m.name: m.result() for m in self.metrics}
         if devices.multi_worker(self):
             # Keras averages a multi-worker step's outputs along their first axis, which a scalar lacks.
             logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
         return logs
+
+    def _lazily(self, update):
+        """update(penalize): with --reg-every K, the step with R1 and R2 on every K-th discriminator step and the step
+        without them on the others, each whole in a branch of its own (the penalties' cond is never differentiated:
+        XLA cannot compile the gradient of a cond whose branches differ, and the plain branch is the plain step)."""
+        if self.reg_every == 1 or not (self.r1 or self.r2):
+            update(True)
+            return
+        step_backend().when(self._penalty_due, lambda: update(True), self, otherwise=lambda: update(False))
+
+    def _penalty_due(self):
+        """Whether this discriminator step has R1 and R2 (with --reg-every K: every K-th, from the first)."""
+        return ops.equal(self.d_optimizer.iterations % self.reg_every, 0)
 
     def draw_fakes(self, batch):
         """Noise and, for a conditional GAN, labels (B, 1) drawn uniformly, for a batch of fakes."""
@@ -205,12 +211,13 @@ class GAN(keras.Model):
             return [lambda images: images] * 2
         return [functools.partial(augment, draws=self.draw_augment(batch), policy=self.augment) for _ in range(2)]
 
-    def _update(self, real, labels, with_generator):
-        """The discriminator's update and, with_generator, the generator's, from one forward pass.
+    def _update(self, real, labels, with_generator, penalize=True):
+        """The discriminator's update and, with_generator, the generator's (then the average), from one forward
+        pass; their losses go to the trackers. penalize: with R1 and R2 (a --reg-every step that has them).
 
         The discriminator judges real and fake images in two calls, as the tutorial does: one call on
         both halves computes the same scores, but the generator's gradients then go back through the
-        real half's input too (measured on a Zen 4 CPU: 10% slower a step). Returns the losses.
+        real half's input too (measured on a Zen 4 CPU: 10% slower a step).
         """
         batch = ops.shape(real)[0]
         z, fake_labels = self.draw_fakes(batch)
@@ -221,7 +228,7 @@ class GAN(keras.Model):
             # stream stays as it was).
             fake_labels = labels
         seen_real, seen_fake = self._seen(batch)
-        r1, r2 = self._gammas()
+        r1, r2 = self._gammas(penalize)
         g, d = self.generator, self.discriminator
         normalize_spectra(d)  # (spectral norm's kernels: see models.normalize_spectra)
         g_values, g_state, d_state = _values(g.trainable_variables), _values(g.non_trainable_variables), _values(
@@ -250,7 +257,10 @@ class GAN(keras.Model):
         out, (new_g_state, new_d_state) = step_backend().descend(losses, updates)
         _assign(g.non_trainable_variables, new_g_state)
         _assign(d.non_trainable_variables, new_d_state)
-        return out
+        self.d_loss_tracker.update_state(out[0], sample_weight=ops.cast(batch, self.float))
+        if with_generator:
+            self.g_loss_tracker.update_state(out[1], sample_weight=ops.cast(batch, self.float))
+            self._update_ema()
 
     def _generator_update(self, real, labels):
         """The generator's update alone (between critic steps), on a batch of fakes of its own."""
@@ -275,8 +285,11 @@ class GAN(keras.Model):
         self.g_loss_tracker.update_state(g_loss, sample_weight=ops.cast(batch, self.float))
         self._update_ema()
 
-    def _gammas(self):
-        """This step's weights of R1 and R2: --r1 and --r2, or with --gamma-kimg on their cosine way to a tenth."""
+    def _gammas(self, penalize=True):
+        """This step's weights of R1 and R2: --r1 and --r2, or with --gamma-kimg on their cosine way to a tenth; none
+        (0) on a step without penalties (not penalize)."""
+        if not penalize:
+            return 0.0, 0.0
         if not self.gamma_kimg:
             return self.r1, self.r2
         kimg = ops.cast(self.d_optimizer.iterations, self.float) * (self.batch_size / 1000.0)
@@ -284,27 +297,16 @@ class GAN(keras.Model):
         return (self.r1 and self.r1 * scale), (self.r2 and self.r2 * scale)
 
     def _judge(self, d_values, d_state, images, labels, gamma):
-        """The discriminator on images in training mode: (outputs, new state, gamma/2 E||grad_x D(x)||^2 or 0).
+        """The discriminator on images in training mode: (outputs, new state, the penalty's term).
 
-        The penalty (R1 at real images, R2 at fakes) comes from the same forward pass as the scores. With
-        reg_every K > 1, only every K-th discriminator step computes it, K times weighted (the others run the
-        discriminator alone): the same total weight over K steps, at a fraction of the cost.
+        The penalty, gamma/2 E||grad_x D(x)||^2 (R1 at real images, R2 at fakes), comes from the same forward pass
+        as the scores; with --reg-every K it is K times weighted, for only every K-th step has it (train_step's
+        _lazily): the same total weight over K steps, at a fraction of the cost. gamma 0: no penalty (a term of 0).
         """
         if isinstance(gamma, (int, float)) and not gamma:  # (a number: off; a tensor: on, scheduled)
-            return (*self._run(self.discriminator, d_values, d_state, images, labels), 0.0)
-
-        def penalized():
-            (_, (out, state)), gradients = step_backend().with_input_gradient(
-                self._scorer(d_values, d_state, labels), images)
-            return out, state, ops.cast(gamma * self.reg_every / 2 * zero_centred_penalty(gradients), self.float)
-
-        if self.reg_every == 1:
-            return penalized()
-
-        def plain():
             return (*self._run(self.discriminator, d_values, d_state, images, labels), ops.zeros((), self.float))
-
-        return ops.cond(ops.equal(self.d_optimizer.iterations % self.reg_every, 0), penalized, plain)
+        (_, (out, state)), gradients = step_backend().with_input_gradient(self._scorer(d_values, d_state, labels), images)
+        return out, state, ops.cast(gamma * self.reg_every / 2 * zero_centred_penalty(gradients), self.float)
 
     def _interpolate_penalty(self, d_values, d_state, real, fake, labels, mix):
         """WGAN-GP's penalty, weighted: at the interpolates of each real image and its fake with weights `mix`, scored

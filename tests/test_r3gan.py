@@ -56,7 +56,8 @@ def _lazy_judge(steps, dtype=None):
     judged = []
     for step in range(steps):
         gan.d_optimizer.iterations.assign(step)
-        out, _, penalty = gan._judge([v.value for v in critic.trainable_variables], [], images, None, 0.2)
+        r1, _ = gan._gammas(bool(gan._penalty_due()))  # (what the step takes: 0.2 on its penalized steps, else 0)
+        out, _, penalty = gan._judge([v.value for v in critic.trainable_variables], [], images, None, r1)
         judged.append((out, penalty))
     return gan, judged, images.reshape(6, -1) @ w
 

@@ -110,6 +110,10 @@ RECIPES = {
     "bce+augment": {"augment": "translation,cutout"},
     # the penalties every second step (lazy regularization): one step with them, one without
     "rpgan+r1+r2-every-2-steps": {"loss": "rpgan", "r1": 0.05, "r2": 0.05, "reg_every": 2},
+    # the same compiled by XLA (until 2026-12-06 it failed to compile: the penalties' cond was differentiated)
+    "rpgan+r1+r2-every-2-steps+sn+cond+ac+xla": {"loss": "rpgan", "r1": 0.05, "r2": 0.05, "reg_every": 2,
+                                                 "spectral_norm": True, "conditional": True, "class_loss": 1.0,
+                                                 "xla": True},
     "rpgan+gamma-schedule+augment+2-critic-steps+cond": {"loss": "rpgan", "r1": 0.05, "r2": 0.05, "gamma_kimg": 1.0,
                                                          "augment": "translation", "d_steps": 2, "conditional": True},
     # float16: the loss scale inside the tapes (with it outside, no gradient at all), with the penalty's too
