@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Issue 25's one-change-at-a-time sweep of --preset best: each variant trained EPOCHS epochs over the 60,000
+# training images from seed 0 (batch 256 unless changed), measured every 2 epochs on 2,000 samples (--eval-every),
+# then drawn against minutes by benchmarks/time_to_quality.py. The base run is --preset best itself. A variant
+# already trained to the end is not trained again, so an interrupted sweep picks up where it stopped.
+# Run from the project root with the virtual environment of the README:
+#   bash benchmarks/sweep_best.sh [OUT] [EPOCHS]     (default: runs/sweep-best, 8 epochs: about 10 minutes a
+#                                                     variant on 2 Intel Xeon cores with bf16)
+# Compare variants whose step costs the same at equal epochs; for those that change the step's cost (the batch
+# size), give time_to_quality.py each run's speed measured side by side (`prendas bench`, IMAGES_PER_S).
+set -euo pipefail
+py=${PYTHON:-.venv/bin/python}
+out=${1:-runs/sweep-best}
+epochs=${2:-8}
+run() {
+    local name=$1; shift
+    if grep -qs '"status": "complete"' "$out/$name"/models/run_*.json; then echo "$name: already trained"; return; fi
+    rm -rf "${out:?}/$name"
+    "$py" -m prendas train --preset best --epochs "$epochs" --seed 0 --eval-every 2 --out "$out/$name" "$@"
+}
+for name in ${ONLY:-base lr-4e-4 lr-8e-4 r-0.02 batch-128 r-0.1 ema-kimg-100}; do
+    case $name in
+        base) run base ;;
+        lr-4e-4) run lr-4e-4 --lr 4e-4 ;;                       # twice the rate (both networks)
+        lr-8e-4) run lr-8e-4 --lr 8e-4 ;;                       # four times
+        r-0.02) run r-0.02 --r1 0.02 --r2 0.02 ;;               # weaker R1/R2
+        r-0.1) run r-0.1 --r1 0.1 --r2 0.1 ;;                   # stronger R1/R2
+        batch-128) run batch-128 --batch-size 128 ;;            # twice the steps per image, the same rate
+        ema-kimg-100) run ema-kimg-100 --ema 0 --ema-kimg 100 ;;  # a ramped average, half-life up to 100k images
+        *) echo "unknown variant: $name" >&2; exit 2 ;;
+    esac
+done
