@@ -162,13 +162,20 @@ class GAN(keras.Model):
 
         (On JAX it runs inside a StatelessScope over fit()'s state, where variables are read and assigned purely.)
         """
-        real, labels = self.take_batch(ops.reshape(data[0] if isinstance(data, (tuple, list)) else data, (-1,))[0])
+        step = ops.reshape(data[0] if isinstance(data, (tuple, list)) else data, (-1,))[0]
+        real, labels = self.take_batch(step)
+
+        def batch():
+            # A branch of `when` runs, under MirroredStrategy, in each replica from the first replica's closure: each
+            # takes its own share of the images there (the step number is every replica's); elsewhere the batch above.
+            return self.take_batch(step) if devices.replica()[1] > 1 else (real, labels)
+
         with_generator = self.d_steps == 1
-        self._lazily(lambda penalize: self._update(real, labels, with_generator, penalize))
+        self._lazily(lambda penalize: self._update(*batch(), with_generator, penalize))
         if not with_generator:
             # The generator steps after every d_steps-th discriminator step; its loss and its average follow there.
             due = lambda: ops.equal(self.d_optimizer.iterations % self.d_steps, 0)  # noqa: E731
-            step_backend().when(due, lambda: self._generator_update(real, labels), self)
+            step_backend().when(due, lambda: self._generator_update(*batch()), self)
         logs = {m.name: m.result() for m in self.metrics}
         if devices.multi_worker(self):
             # Keras averages a multi-worker step's outputs along their first axis, which a scalar lacks.

@@ -45,17 +45,20 @@ def run_on_two_cpus(code, tmp_path):
 
 
 def test_mirrored_strategy_gives_the_result_of_one_device(tmp_path):
-    """Every path of the step (joint, critic steps with the generator every 2nd, the penalty, labels, the
+    """Every path of the step (joint, critic steps with the generator every 2nd, the penalty, lazy R1/R2, labels, the
     moving average, synchronized BatchNorm): the weights and losses of one device (in float64: agreement.py)."""
     run_on_two_cpus("""
         import os, zipfile
         import keras
-        for recipe in ({"loss": "hinge", "spectral_norm": True},
-                       {"loss": "wgan-gp", "d_steps": 2, "ema": 0.9, "conditional": True, "class_loss": 1.0}):
+        lazy = {"loss": "rpgan", "r1": 0.1, "r2": 0.1, "reg_every": 2, "conditional": True, "class_loss": 1.0}
+        for number, recipe in enumerate(({"loss": "hinge", "spectral_norm": True},
+                                         {"loss": "wgan-gp", "d_steps": 2, "ema": 0.9, "conditional": True, "class_loss": 1.0},
+                                         # the lazy penalties' two branches, and rpgan's generator reading the real images
+                                         {**lazy, "ema": 0.9}, {**lazy, "d_steps": 2})):
             runs = {}
             for devices in ("1", "all"):
                 config = TrainConfig(epochs=1, images=64, batch_size=16, seed=3, devices=devices, deterministic=True,
-                                     precision="float64", out=f"{os.environ['TMP']}/{recipe['loss']}-{devices}", **recipe)
+                                     precision="float64", out=f"{os.environ['TMP']}/{number}-{devices}", **recipe)
                 runs[devices] = train(config, log=quiet)
             one, two = runs["1"], runs["all"]
             assert two.gan.distribute_strategy.num_replicas_in_sync == 2

@@ -80,6 +80,20 @@ def test_lazy_penalties_come_every_k_steps_with_k_times_the_weight():
         TrainConfig(reg_every=4)
 
 
+def test_the_lazy_step_takes_its_penalized_branch_on_every_kth_discriminator_step():
+    """The step itself (GAN._lazily, through the backend's cond): the update with R1/R2 at steps 0, 4, 8 ..., the
+    update without them between (the known answers above hold for what each branch computes)."""
+    gan, _, _ = _lazy_judge(0)
+    taken = []
+    for step in range(8):
+        gan.d_optimizer.iterations.assign(step)
+        gan._lazily(taken.append)
+    assert taken == [True, False, False, False] * 2
+    gan.reg_every = 1
+    gan._lazily(taken.append)  # every step's penalty: no cond
+    assert taken[-1] is True and len(taken) == 9
+
+
 def test_lazy_penalties_in_bfloat16_come_out_in_float32_with_the_same_known_answer():
     """--preset best in bfloat16 (where the hardware has it): the layers compute in bf16, the scores and the penalty
     reach the losses in float32. With weights bf16 holds exactly (3, 4), the input gradient is exact, so the
