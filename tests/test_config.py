@@ -87,10 +87,12 @@ def test_a_preset_from_python():
     with pytest.raises(PrendasError, match="--class-loss needs --conditional"):
         TrainConfig.preset("best", conditional=False, class_loss=1.0)
     assert TrainConfig.preset("tutorial") == TrainConfig()
-    with pytest.raises(PrendasError, match="unknown preset 'fast': one of tutorial, best, rpgan, sngan"):
+    with pytest.raises(PrendasError, match="unknown preset 'fast': one of tutorial, best, rpgan-lazy, rpgan, sngan"):
         TrainConfig.preset("fast")
-    # best is rpgan (the shipped generator's recipe) with lazy R1/R2 and bfloat16 where the hardware has it
-    assert PRESETS["best"] == {**PRESETS["rpgan"], "reg_every": 4, "precision": "auto"}
+    # best is rpgan with lazy R1/R2, bfloat16 where the hardware has it and twice the learning rate; rpgan-lazy (the
+    # shipped generator's recipe) the same at rpgan's rate
+    assert PRESETS["rpgan-lazy"] == {**PRESETS["rpgan"], "reg_every": 4, "precision": "auto"}
+    assert PRESETS["best"] == {**PRESETS["rpgan-lazy"], "g_lr": 4e-4, "d_lr": 4e-4}
     assert TrainConfig.preset("best", precision="float32").precision == "float32"
 
 
