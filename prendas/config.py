@@ -39,7 +39,7 @@ AUGMENTS = ("none", "translation", "cutout", "translation,cutout")
 # best: R3GAN's relativistic loss with R1 and R2 on the hinge recipe's networks, the penalties every 4th step
 # (lazy regularization), bfloat16 where the hardware computes it and twice SNGAN's learning rate: the recipe that
 # reached the shipped quality soonest in wall-clock (docs/recipes.md); rpgan-lazy: the same at 2e-4 (--preset best
-# on 2026-12-06, the recipe of the shipped generator); rpgan: that with the penalties at every step, in float32
+# on 2026-12-06, the recipe of the generator shipped before); rpgan: that with the penalties at every step, in float32
 # (--preset best until 2026-12-06); sngan: those networks with the hinge loss (SNGAN's).
 _RPGAN = {"loss": "rpgan", "r1": 0.05, "r2": 0.05, "spectral_norm": True, "ema": 0.999, "conditional": True,
           "class_loss": 1.0, "g_lr": 2e-4, "d_lr": 2e-4}
