@@ -18,11 +18,11 @@ run() {
     rm -rf "${out:?}/$name"
     "$py" -m prendas train --preset best --epochs "$epochs" --seed 0 --eval-every 2 --out "$out/$name" "$@"
 }
-for name in ${ONLY:-base lr-4e-4 lr-8e-4 r-0.02 batch-128 r-0.1 ema-kimg-100}; do
+for name in ${ONLY:-base lr-2e-4 lr-8e-4 r-0.02 batch-128 r-0.1 ema-kimg-100}; do
     case $name in
         base) run base ;;
-        lr-4e-4) run lr-4e-4 --lr 4e-4 ;;                       # twice the rate (both networks)
-        lr-8e-4) run lr-8e-4 --lr 8e-4 ;;                       # four times
+        lr-2e-4) run lr-2e-4 --lr 2e-4 ;;                       # half the preset's rate (both networks): rpgan-lazy
+        lr-8e-4) run lr-8e-4 --lr 8e-4 ;;                       # twice it
         r-0.02) run r-0.02 --r1 0.02 --r2 0.02 ;;               # weaker R1/R2
         r-0.1) run r-0.1 --r1 0.1 --r2 0.1 ;;                   # stronger R1/R2
         batch-128) run batch-128 --batch-size 128 ;;            # twice the steps per image, the same rate

@@ -54,7 +54,8 @@ def when(condition, update, gan, otherwise=None):
 
     Under MirroredStrategy the update synchronizes the replicas (gradients, batch statistics), which
     a cond inside one replica may not do: there the cond is taken across the replicas and runs the
-    update on each of them.
+    update on each of them, from the first replica's closure: a per-replica value the update needs (its share of
+    the images) is computed inside it, not captured (GAN.train_step's batch()).
     """
 
     def branch(function):

@@ -43,10 +43,11 @@ AUGMENTS = ("none", "translation", "cutout", "translation,cutout")
 # (--preset best until 2026-12-06); sngan: those networks with the hinge loss (SNGAN's).
 _RPGAN = {"loss": "rpgan", "r1": 0.05, "r2": 0.05, "spectral_norm": True, "ema": 0.999, "conditional": True,
           "class_loss": 1.0, "g_lr": 2e-4, "d_lr": 2e-4}
+_RPGAN_LAZY = {**_RPGAN, "reg_every": 4, "precision": "auto"}
 PRESETS = {
     "tutorial": {},
-    "best": {**_RPGAN, "reg_every": 4, "precision": "auto", "g_lr": 4e-4, "d_lr": 4e-4},
-    "rpgan-lazy": {**_RPGAN, "reg_every": 4, "precision": "auto"},
+    "best": {**_RPGAN_LAZY, "g_lr": 4e-4, "d_lr": 4e-4},
+    "rpgan-lazy": _RPGAN_LAZY,
     "rpgan": _RPGAN,
     "sngan": {"loss": "hinge", "spectral_norm": True, "ema": 0.999, "conditional": True, "class_loss": 1.0,
               "g_lr": 2e-4, "d_lr": 2e-4},
