@@ -142,7 +142,9 @@ class TrainConfig:
                                        lambda x: x == 0 or 0.1 <= x <= 100_000), metavar="K")
     arch: str = _setting("dcgan", "networks: dcgan (the tutorial's), deep (one more block, more filters; for a GPU) "
                          "or resnet (R3GAN's residual networks without normalization)", choices=("dcgan", "deep", "resnet"))
-    width: int = _setting(32, "with --arch resnet: channels of its narrowest stage (the widest has 4x)",
+    width: int = _setting(32, "the networks' width: with --arch resnet the channels of its narrowest stage (the "
+                          "widest has 4x); with dcgan and deep every layer's filters scale by WIDTH/32 (32: the "
+                          "tutorial's)",
                           _integer(4, 1024))
     conditional: bool = _setting(False, "train with the class labels, so that `generate --class` can ask for a "
                                  "garment", negatable=True)

@@ -1,7 +1,8 @@
 """The generator and the discriminator in plain Keras 3 layers (no backend code).
 
 `dcgan` is TensorFlow's DCGAN tutorial; `deep` adds a block and doubles the filters (for a GPU);
-`resnet` is R3GAN's residual networks without normalization (prendas.resnet), `width` wide.
+`resnet` is R3GAN's residual networks without normalization (prendas.resnet). `width` sets every layer's
+filters: 32 is the networks as written below (the tutorial's for `dcgan`); 24 gives each layer three quarters.
 A conditional generator takes (noise, label) and draws that class; a conditional discriminator
 takes (image, label) and adds a projection of the label onto its features to its score
 (Miyato & Koyama 2018), so it judges "is this a real sneaker", not only "is this real"; with
@@ -18,9 +19,9 @@ IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 LABEL_EMBEDDING = 50  # size of the generator's label embedding, concatenated to the noise
 
-# (dense filters at 7x7, [(filters, stride) of each transposed convolution before the output])
+# (dense filters at 7x7, [(filters, stride) of each transposed convolution before the output]) at width 32
 _GENERATOR_BLOCKS = {"dcgan": (256, [(128, 1), (64, 2)]), "deep": (512, [(256, 1), (128, 2), (64, 2)])}
-# [(filters, stride) of each convolution]
+# [(filters, stride) of each convolution] at width 32
 _DISCRIMINATOR_BLOCKS = {"dcgan": [(64, 2), (128, 2)], "deep": [(64, 2), (128, 2), (256, 1)]}
 
 
@@ -29,6 +30,7 @@ def build_generator(latent_dim=100, arch="dcgan", conditional=False, width=32):
 
     dcgan: Dense 7x7x256, then Conv2DTranspose 128 (7x7), 64 (14x14) and 1 (28x28), the tutorial's.
     deep: Dense 7x7x512, Conv2DTranspose 256, 128 and 64, then a 5x5 convolution to one channel.
+    Those at width 32; another width scales every one of them by width/32.
     """
     z = keras.Input((latent_dim,), name="noise")
     inputs, x = [z], z
@@ -39,6 +41,7 @@ def build_generator(latent_dim=100, arch="dcgan", conditional=False, width=32):
     if arch == "resnet":
         return keras.Model(inputs if conditional else z, resnet.generator_body(x, width), name="generator")
     dense_filters, blocks = _GENERATOR_BLOCKS[arch]
+    dense_filters, blocks = _scaled(dense_filters, width), [(_scaled(f, width), s) for f, s in blocks]
     x = layers.Dense(7 * 7 * dense_filters, use_bias=False)(x)
     x = layers.LeakyReLU()(layers.BatchNormalization()(x))
     x = layers.Reshape((7, 7, dense_filters))(x)
@@ -61,7 +64,8 @@ def build_discriminator(arch="dcgan", dropout=TUTORIAL_DROPOUT, spectral_norm=Fa
                         width=32):
     """28x28x1 image [and a class label] -> one raw score (real > fake) [and ten class logits].
 
-    dcgan: Conv2D 64-128 (5x5, stride 2) with LeakyReLU and Dropout, then Dense 1: the tutorial's.
+    dcgan: Conv2D 64-128 (5x5, stride 2) with LeakyReLU and Dropout, then Dense 1: the tutorial's (at width 32;
+    another width scales the filters by width/32).
     There is no BatchNorm, so the same network serves as a WGAN-GP critic (run with dropout=0).
     """
 
@@ -77,7 +81,7 @@ def build_discriminator(arch="dcgan", dropout=TUTORIAL_DROPOUT, spectral_norm=Fa
     else:
         x = image
         for filters, stride in _DISCRIMINATOR_BLOCKS[arch]:
-            x = layers.LeakyReLU()(sn(layers.Conv2D(filters, 5, strides=stride, padding="same"))(x))
+            x = layers.LeakyReLU()(sn(layers.Conv2D(_scaled(filters, width), 5, strides=stride, padding="same"))(x))
             if dropout:
                 x = layers.Dropout(dropout)(x)
         features = layers.Flatten()(x)
@@ -90,6 +94,11 @@ def build_discriminator(arch="dcgan", dropout=TUTORIAL_DROPOUT, spectral_norm=Fa
     if classifier:  # the auxiliary classifier: which of the ten classes the image shows, from the same features
         out = [out, sn(layers.Dense(NUM_CLASSES, name="classes"))(features)]
     return keras.Model([image, label], out, name="discriminator")
+
+
+def _scaled(filters, width):
+    """A layer's filters at `width` (32: as written), at least one."""
+    return max(1, filters * width // 32)
 
 
 def generator_signature(generator):

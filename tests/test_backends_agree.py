@@ -31,9 +31,11 @@ RECIPES = {
     # two critic steps, then the generator's (after the second): the penalty, labels and the classifier
     "wgan-gp+cond+ac": {"loss": "wgan-gp", "d_steps": 2, "conditional": True, "class_loss": 1.0},
     # --preset best's pieces: R3GAN's loss with R1 and R2 (each a gradient at the images inside the step), spectral
-    # norm, the moving average, labels and the classifier; the penalties every second step (one step with, one without)
-    "rpgan+r1+r2+sn+ema+cond+ac+reg2": {"loss": "rpgan", "r1": 0.1, "r2": 0.1, "spectral_norm": True, "ema": 0.999,
-                                        "conditional": True, "class_loss": 1.0, "g_lr": 2e-4, "d_lr": 2e-4, "reg_every": 2},
+    # norm, the moving average, labels and the classifier; the penalties every second step (one step with, one without);
+    # networks of half the tutorial's width
+    "rpgan+r1+r2+sn+ema+cond+ac+reg2+w16": {"loss": "rpgan", "r1": 0.1, "r2": 0.1, "spectral_norm": True, "ema": 0.999,
+                                            "conditional": True, "class_loss": 1.0, "g_lr": 2e-4, "d_lr": 2e-4,
+                                            "reg_every": 2, "width": 16},
     # DiffAugment on what the discriminator sees (the generator learns through it), R1/R2 on their schedule, the
     # half-life average, the hinge loss
     "hinge+augment+gamma-schedule+ema-kimg": {"loss": "hinge", "r1": 0.1, "r2": 0.1, "gamma_kimg": 1.0,

@@ -27,6 +27,21 @@ def test_discriminator_is_the_tutorials():
     assert [type(layer).__name__ for layer in d.layers].count("Dropout") == 2
 
 
+def test_width_scales_every_layers_filters_and_32_is_the_tutorials():
+    def filters(model):
+        return [layer.filters for layer in model.layers if hasattr(layer, "filters")] + [
+            layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+
+    assert filters(build_generator(100, width=32)) == filters(build_generator(100)) == [128, 64, 1, 7 * 7 * 256]
+    assert filters(build_generator(100, width=16)) == [64, 32, 1, 7 * 7 * 128]
+    assert filters(build_generator(100, width=24)) == [96, 48, 1, 7 * 7 * 192]
+    assert filters(build_discriminator(width=16)) == [32, 64, 1]
+    assert filters(build_generator(100, arch="deep", width=16)) == [128, 64, 32, 1, 7 * 7 * 256]
+    # (spectral norm wraps the convolutions; the width reaches inside)
+    wrapped = build_discriminator(width=16, spectral_norm=True, conditional=True, classifier=True)
+    assert [layer.layer.filters for layer in wrapped.layers if hasattr(getattr(layer, "layer", None), "filters")] == [32, 64]
+
+
 def test_pixels_round_trip():
     pixels = np.arange(256, dtype=np.uint8)[:196].reshape(1, 14, 14)
     scaled = np.kron(pixels, np.ones((2, 2))).reshape(1, 28, 28, 1) / 127.5 - 1.0

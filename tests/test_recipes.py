@@ -102,6 +102,8 @@ RECIPES = {
     # two critic steps, then the generator's: the penalty, labels and the classifier
     "wgan-gp+2-critic-steps+cond+ac": {"loss": "wgan-gp", "d_steps": 2, "conditional": True, "class_loss": 1.0},
     "deep+cond": {"arch": "deep", "conditional": True},
+    "narrow+rpgan+r1+r2-every-2-steps+sn+cond+ac": {"width": 8, "loss": "rpgan", "r1": 0.05, "r2": 0.05, "reg_every": 2,
+                                                    "spectral_norm": True, "conditional": True, "class_loss": 1.0},
     "resnet+rpgan+r1+r2+ema-kimg": {"arch": "resnet", "width": 8, "loss": "rpgan", "r1": 0.05, "r2": 0.05,
                                     "ema_kimg": 1.0},
     # critic steps: the generator's own update scores its fakes against the step's real images

@@ -1,0 +1,96 @@
+"""What each piece of a preset's step costs: variants of the recipe, one setting changed at a time, timed in one
+process beside the tutorial's loop (prendas.bench's TutorialBaseline), alternating, so that whatever else the
+machine does falls on all of them alike. Prints each variant's images/s and its ratio to the tutorial loop.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/step_parts.py [--preset best] [--precision float32] [--steps 8] [--repeats 3]
+        [--json OUT.json] [VARIANT ...]
+
+A variant is NAME=SETTING=VALUE[,SETTING=VALUE...] over the preset (values read as Python literals), e.g.
+reg8=reg_every=8 or plain=r1=0,r2=0; without any, the list below. Give --steps a multiple of every variant's
+--reg-every, so that each timed run holds as many regularized steps.
+"""
+
+import argparse
+import ast
+import json
+import statistics
+import sys
+import time
+
+VARIANTS = [
+    "preset=",
+    "reg8=reg_every=8",
+    "reg16=reg_every=16",
+    "no-penalty=r1=0,r2=0,reg_every=1",
+    "r1-only=r2=0",
+    "no-sn=spectral_norm=False",
+    "no-ema=ema=0",
+    "no-classifier=class_loss=0",
+]
+
+
+def parse_variant(text):
+    name, _, rest = text.partition("=")
+    settings = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        settings[key] = ast.literal_eval(value)
+    return name, settings
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="*", default=VARIANTS)
+    parser.add_argument("--preset", default="best")
+    parser.add_argument("--precision", default="float32")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+
+    from prendas import devices
+    from prendas.bench import ProjectStep, TutorialBaseline
+    from prendas.config import TrainConfig
+    from prendas.data import load_fashion_mnist
+
+    data = load_fashion_mnist()
+    b = args.batch_size
+    images = data.x_train[: len(data.x_train) // b * b]
+    labels = data.y_train[: len(images)]
+    sides = {}
+    for text in args.variants:
+        name, settings = parse_variant(text)
+        config = TrainConfig.preset(args.preset, batch_size=b, seed=0, precision=args.precision, **settings)
+        config = config.replace(precision=devices.resolve_precision(config.precision))
+        sides[name] = (config.recipe(), ProjectStep(images, labels if config.conditional else None, config))
+    sides["tutorial loop"] = ("the tutorial's", TutorialBaseline(images, b, 100, 0))
+
+    for _, side in sides.values():  # warm-up: tracing and the first steps are not measured
+        side.run(args.steps)
+    rates = {name: [] for name in sides}
+    for _ in range(args.repeats):
+        for name, (_, side) in sides.items():
+            started = time.perf_counter()
+            side.run(args.steps)
+            rates[name].append(args.steps * b / (time.perf_counter() - started))
+    baseline = statistics.median(rates["tutorial loop"])
+    print(f"machine: {devices.machine_name()}; {args.preset} in {args.precision}, batch {b}, medians of "
+          f"{args.repeats} alternating runs of {args.steps} steps")
+    print(f"{'variant':16}{'images/s':>10}{'ratio':>8}   runs; recipe")
+    rows = []
+    for name, (recipe, _) in sides.items():
+        median = statistics.median(rates[name])
+        runs = " ".join(f"{r:,.0f}" for r in rates[name])
+        print(f"{name:16}{median:>10,.0f}{median / baseline:>8.2f}   {runs}; {recipe}")
+        rows.append({"variant": name, "recipe": recipe, "images_per_s": round(median, 1),
+                     "ratio": round(median / baseline, 3), "runs": [round(r, 1) for r in rates[name]]})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": devices.machine_name(), "preset": args.preset, "precision": args.precision,
+                       "batch_size": b, "steps": args.steps, "repeats": args.repeats, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
