@@ -159,7 +159,7 @@ class NotebookMonitor(keras.callbacks.Callback):
 
 # ---- the garment explorer ---------------------------------------------------------------------
 
-SHIPPED_GENERATOR = "generator_2026-12-06-1537_24+16ep_60000imgs.keras"  # the repository's best (docs/runs.md)
+SHIPPED_GENERATOR = "generator_2026-12-06-1701_24+16+24ep_60000imgs.keras"  # the repository's best (docs/runs.md)
 
 
 def shipped_generator_path(name=SHIPPED_GENERATOR):
