@@ -7,7 +7,7 @@
 #   bash benchmarks/sweep_best.sh [OUT] [EPOCHS]     (default: runs/sweep-best, 8 epochs: about 10 minutes a
 #                                                     variant on 2 Intel Xeon cores with bf16)
 # Compare variants whose step costs the same at equal epochs; for those that change the step's cost (the batch
-# size), give time_to_quality.py each run's speed measured side by side (`prendas bench`, IMAGES_PER_S).
+# size, the width), give time_to_quality.py each run's speed measured side by side (`prendas bench`, IMAGES_PER_S).
 set -euo pipefail
 py=${PYTHON:-.venv/bin/python}
 out=${1:-runs/sweep-best}
@@ -21,12 +21,13 @@ run() {
 for name in ${ONLY:-base lr-2e-4 lr-8e-4 r-0.02 batch-128 r-0.1 ema-kimg-100}; do
     case $name in
         base) run base ;;
-        lr-2e-4) run lr-2e-4 --lr 2e-4 ;;                       # half the preset's rate (both networks): rpgan-lazy
+        lr-2e-4) run lr-2e-4 --lr 2e-4 ;;                       # half the preset's rate (both networks)
         lr-8e-4) run lr-8e-4 --lr 8e-4 ;;                       # twice it
         r-0.02) run r-0.02 --r1 0.02 --r2 0.02 ;;               # weaker R1/R2
         r-0.1) run r-0.1 --r1 0.1 --r2 0.1 ;;                   # stronger R1/R2
         batch-128) run batch-128 --batch-size 128 ;;            # twice the steps per image, the same rate
         ema-kimg-100) run ema-kimg-100 --ema 0 --ema-kimg 100 ;;  # a ramped average, half-life up to 100k images
+        w32) run w32 --width 32 ;;                              # the tutorial's width: --preset best-w32 (a slower step)
         *) echo "unknown variant: $name" >&2; exit 2 ;;
     esac
 done

@@ -36,17 +36,20 @@ TUTORIAL_DROPOUT = 0.3  # the tutorial's discriminator drops 30%; WGAN-GP's crit
 # DiffAugment policies (prendas.augment): which transformations the discriminator's inputs go through.
 AUGMENTS = ("none", "translation", "cutout", "translation,cutout")
 
-# best: R3GAN's relativistic loss with R1 and R2 on the hinge recipe's networks, the penalties every 4th step
-# (lazy regularization), bfloat16 where the hardware computes it and twice SNGAN's learning rate: the recipe that
-# reached the shipped quality soonest in wall-clock (docs/recipes.md); rpgan-lazy: the same at 2e-4 (--preset best
-# on 2026-12-06, the recipe of the generator shipped before); rpgan: that with the penalties at every step, in float32
-# (--preset best until 2026-12-06); sngan: those networks with the hinge loss (SNGAN's).
+# best: R3GAN's relativistic loss with R1 and R2 on the hinge recipe's networks at half the tutorial's width, the
+# penalties every 4th step (lazy regularization), bfloat16 where the hardware computes it and twice SNGAN's learning
+# rate: the recipe that reached the shipped quality soonest in wall-clock (docs/recipes.md); best-w32: the same at the
+# tutorial's width (--preset best until the width was measured, the recipe of the shipped generator); rpgan-lazy: that at
+# 2e-4 (the best before it); rpgan: that with the penalties at every step, in float32 (the best until 2026-12-06);
+# sngan: those networks with the hinge loss (SNGAN's).
 _RPGAN = {"loss": "rpgan", "r1": 0.05, "r2": 0.05, "spectral_norm": True, "ema": 0.999, "conditional": True,
           "class_loss": 1.0, "g_lr": 2e-4, "d_lr": 2e-4}
 _RPGAN_LAZY = {**_RPGAN, "reg_every": 4, "precision": "auto"}
+_BEST_W32 = {**_RPGAN_LAZY, "g_lr": 4e-4, "d_lr": 4e-4}
 PRESETS = {
     "tutorial": {},
-    "best": {**_RPGAN_LAZY, "g_lr": 4e-4, "d_lr": 4e-4},
+    "best": {**_BEST_W32, "width": 16},
+    "best-w32": _BEST_W32,
     "rpgan-lazy": _RPGAN_LAZY,
     "rpgan": _RPGAN,
     "sngan": {"loss": "hinge", "spectral_norm": True, "ema": 0.999, "conditional": True, "class_loss": 1.0,
@@ -236,8 +239,8 @@ class TrainConfig:
 
     @classmethod
     def preset(cls, name, **settings):
-        """A config from the preset `name` (PRESETS: 'tutorial', 'best', 'rpgan-lazy', 'rpgan', 'sngan'), the settings
-        given winning over it: TrainConfig.preset("best", epochs=5). What `train --preset` does."""
+        """A config from the preset `name` (PRESETS: 'tutorial', 'best', 'best-w32', 'rpgan-lazy', 'rpgan', 'sngan'),
+        the settings given winning over it: TrainConfig.preset("best", epochs=5). What `train --preset` does."""
         return cls(**preset_settings(name, settings))
 
     def replace(self, **changes):

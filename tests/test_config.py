@@ -87,12 +87,13 @@ def test_a_preset_from_python():
     with pytest.raises(PrendasError, match="--class-loss needs --conditional"):
         TrainConfig.preset("best", conditional=False, class_loss=1.0)
     assert TrainConfig.preset("tutorial") == TrainConfig()
-    with pytest.raises(PrendasError, match="unknown preset 'fast': one of tutorial, best, rpgan-lazy, rpgan, sngan"):
+    with pytest.raises(PrendasError, match="unknown preset 'fast': one of tutorial, best, best-w32, rpgan-lazy, rpgan, sngan"):
         TrainConfig.preset("fast")
-    # best is rpgan with lazy R1/R2, bfloat16 where the hardware has it and twice the learning rate; rpgan-lazy (the
-    # shipped generator's recipe) the same at rpgan's rate
+    # best is rpgan with lazy R1/R2, bfloat16 where the hardware has it, twice the learning rate and half the width;
+    # best-w32 (the shipped generator's recipe) the same at the tutorial's width; rpgan-lazy that at rpgan's rate
     assert PRESETS["rpgan-lazy"] == {**PRESETS["rpgan"], "reg_every": 4, "precision": "auto"}
-    assert PRESETS["best"] == {**PRESETS["rpgan-lazy"], "g_lr": 4e-4, "d_lr": 4e-4}
+    assert PRESETS["best-w32"] == {**PRESETS["rpgan-lazy"], "g_lr": 4e-4, "d_lr": 4e-4}
+    assert PRESETS["best"] == {**PRESETS["best-w32"], "width": 16}
     assert TrainConfig.preset("best", precision="float32").precision == "float32"
 
 
