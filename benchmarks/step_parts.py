@@ -12,10 +12,8 @@ reg8=reg_every=8 or plain=r1=0,r2=0; without any, the list below. Give --steps a
 
 import argparse
 import ast
-import json
 import statistics
 import sys
-import time
 
 VARIANTS = [
     "preset=",
@@ -50,45 +48,33 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from prendas import devices
-    from prendas.bench import ProjectStep, TutorialBaseline
-    from prendas.config import TrainConfig
-    from prendas.data import load_fashion_mnist
+    from prendas.artifacts import write_json
+    from prendas.bench import ProjectStep, TutorialBaseline, alternate, project_config, whole_batches
 
-    data = load_fashion_mnist()
     b = args.batch_size
-    images = data.x_train[: len(data.x_train) // b * b]
-    labels = data.y_train[: len(images)]
-    sides = {}
+    images, labels = whole_batches(b)
+    sides, recipes = {}, {}
     for text in args.variants:
         name, settings = parse_variant(text)
-        config = TrainConfig.preset(args.preset, batch_size=b, seed=0, precision=args.precision, **settings)
-        config = config.replace(precision=devices.resolve_precision(config.precision))
-        sides[name] = (config.recipe(), ProjectStep(images, labels if config.conditional else None, config))
-    sides["tutorial loop"] = ("the tutorial's", TutorialBaseline(images, b, 100, 0))
-
-    for _, side in sides.values():  # warm-up: tracing and the first steps are not measured
-        side.run(args.steps)
-    rates = {name: [] for name in sides}
-    for _ in range(args.repeats):
-        for name, (_, side) in sides.items():
-            started = time.perf_counter()
-            side.run(args.steps)
-            rates[name].append(args.steps * b / (time.perf_counter() - started))
+        config = project_config(args.preset, args.precision, batch_size=b, seed=0, **settings)
+        recipes[name] = config.recipe()
+        sides[name] = ProjectStep(images, labels if config.conditional else None, config)
+    sides["tutorial loop"], recipes["tutorial loop"] = TutorialBaseline(images, b, 100, 0), "the tutorial's"
+    rates = alternate(sides, args.steps, args.repeats, b)
     baseline = statistics.median(rates["tutorial loop"])
     print(f"machine: {devices.machine_name()}; {args.preset} in {args.precision}, batch {b}, medians of "
           f"{args.repeats} alternating runs of {args.steps} steps")
     print(f"{'variant':16}{'images/s':>10}{'ratio':>8}   runs; recipe")
     rows = []
-    for name, (recipe, _) in sides.items():
+    for name, recipe in recipes.items():
         median = statistics.median(rates[name])
         runs = " ".join(f"{r:,.0f}" for r in rates[name])
         print(f"{name:16}{median:>10,.0f}{median / baseline:>8.2f}   {runs}; {recipe}")
         rows.append({"variant": name, "recipe": recipe, "images_per_s": round(median, 1),
                      "ratio": round(median / baseline, 3), "runs": [round(r, 1) for r in rates[name]]})
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": devices.machine_name(), "preset": args.preset, "precision": args.precision,
-                       "batch_size": b, "steps": args.steps, "repeats": args.repeats, "rows": rows}, f, indent=1)
+    if args.json:  # (written whole or not at all, as every file of the project)
+        write_json(args.json, {"machine": devices.machine_name(), "preset": args.preset, "precision": args.precision,
+                               "batch_size": b, "steps": args.steps, "repeats": args.repeats, "rows": rows})
     return 0
 
 

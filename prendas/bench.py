@@ -138,6 +138,39 @@ def _forever(steps):
             yield steps[i]
 
 
+def project_config(preset, precision=None, **settings):
+    """The config of the project's side: `preset`'s recipe with `settings` over it, in `precision` (None: the preset's,
+    else float32; "auto" resolved as a run resolves it)."""
+    given = {"precision": precision} if precision else {}
+    config = TrainConfig.preset(preset, **settings, **given)
+    return config.replace(precision=devices.resolve_precision(config.precision))
+
+
+def whole_batches(batch_size):
+    """The training images and their labels, whole batches only (60,000 // B of them), so that no side ever runs a
+    short batch."""
+    from prendas.data import load_fashion_mnist
+
+    data = load_fashion_mnist()
+    n = len(data.x_train) // batch_size * batch_size
+    return data.x_train[:n], data.y_train[:n]
+
+
+def alternate(sides, steps, repeats, batch_size):
+    """{name: [images/s of each timed run]} of sides ({name: an object whose run(steps) trains `steps` steps}): after
+    one warm-up run each (tracing and the first steps are not measured), `repeats` rounds of one timed run of each
+    side in turn, so that whatever else the machine does falls on all of them alike."""
+    for side in sides.values():
+        side.run(steps)
+    rates = {name: [] for name in sides}
+    for _ in range(repeats):
+        for name, side in sides.items():
+            started = time.perf_counter()
+            side.run(steps)
+            rates[name].append(steps * batch_size / (time.perf_counter() - started))
+    return rates
+
+
 def run_benchmark(batch_size=256, steps=10, repeats=3, latent_dim=100, steps_per_execution=1, xla=False,
                   precision=None, seed=0, preset="tutorial", log=print):
     """Both loops, alternating, `repeats` times `steps` steps each after a warm-up; the medians and the rest.
@@ -149,32 +182,15 @@ def run_benchmark(batch_size=256, steps=10, repeats=3, latent_dim=100, steps_per
     step_backend()  # (TensorFlow or JAX, else a one-line error)
     backend = keras.backend.backend()
     check_bench(batch_size, steps, repeats, steps_per_execution)
-    from prendas.data import load_fashion_mnist
-
-    given = {"precision": precision} if precision else {}
-    config = TrainConfig.preset(preset, batch_size=batch_size, latent_dim=latent_dim, seed=seed,
-                                steps_per_execution=steps_per_execution, xla=xla, **given)
-    config = config.replace(precision=devices.resolve_precision(config.precision))
+    config = project_config(preset, precision, batch_size=batch_size, latent_dim=latent_dim, seed=seed,
+                            steps_per_execution=steps_per_execution, xla=xla)
     precision = config.precision
-    # Whole batches only (60,000 // B of them), so that neither side ever runs a short batch.
-    data = load_fashion_mnist()
-    images, labels = data.x_train[: len(data.x_train) // batch_size * batch_size], data.y_train
-    sides = {"project": ProjectStep(images, labels[: len(images)] if config.conditional else None, config)}
+    images, labels = whole_batches(batch_size)
+    sides = {"project": ProjectStep(images, labels if config.conditional else None, config)}
     if backend == "tensorflow":
         sides["baseline"] = TutorialBaseline(images, batch_size, latent_dim, seed)
     flops = step_flops(sides["project"].gan.generator, sides["project"].gan.discriminator)
-
-    def timed(side):
-        started = time.perf_counter()
-        sides[side].run(steps)
-        return steps * batch_size / (time.perf_counter() - started)
-
-    for side in sides:  # warm-up: tracing and the first steps are not measured
-        sides[side].run(steps)
-    rates = {side: [] for side in sides}
-    for _ in range(repeats):
-        for side in sides:
-            rates[side].append(timed(side))
+    rates = alternate(sides, steps, repeats, batch_size)
     project = statistics.median(rates["project"])
     baseline = statistics.median(rates["baseline"]) if "baseline" in rates else None
     gpus = devices.gpu_names()
