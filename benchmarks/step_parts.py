@@ -6,7 +6,8 @@ machine does falls on all of them alike. Prints each variant's images/s and its 
         [--json OUT.json] [VARIANT ...]
 
 A variant is NAME=SETTING=VALUE[,SETTING=VALUE...] over the preset (values read as Python literals), e.g.
-reg8=reg_every=8 or plain=r1=0,r2=0; without any, the list below. Give --steps a multiple of every variant's
+reg8=reg_every=8 or plain=r1=0,r2=0 or batch512=batch_size=512,g_lr=8e-4,d_lr=8e-4 (a step of 512 images:
+the images/s compare, each step holding its own batch); without any, the list below. Give --steps a multiple of every variant's
 --reg-every, so that each timed run holds as many regularized steps.
 """
 
@@ -52,15 +53,20 @@ def main(argv=None):
     from prendas.bench import ProjectStep, TutorialBaseline, alternate, project_config, whole_batches
 
     b = args.batch_size
-    images, labels = whole_batches(b)
-    sides, recipes = {}, {}
+    data = {b: whole_batches(b)}
+    sides, recipes, batches = {}, {}, {}
     for text in args.variants:
         name, settings = parse_variant(text)
-        config = project_config(args.preset, args.precision, batch_size=b, seed=0, **settings)
-        recipes[name] = config.recipe()
+        settings = {"batch_size": b, **settings}  # (a variant may change the batch: batch512=batch_size=512)
+        config = project_config(args.preset, args.precision, seed=0, **settings)
+        if config.batch_size not in data:
+            data[config.batch_size] = whole_batches(config.batch_size)
+        images, labels = data[config.batch_size]
+        recipes[name], batches[name] = config.recipe(), config.batch_size
         sides[name] = ProjectStep(images, labels if config.conditional else None, config)
-    sides["tutorial loop"], recipes["tutorial loop"] = TutorialBaseline(images, b, 100, 0), "the tutorial's"
-    rates = alternate(sides, args.steps, args.repeats, b)
+    sides["tutorial loop"], recipes["tutorial loop"] = TutorialBaseline(data[b][0], b, 100, 0), "the tutorial's"
+    batches["tutorial loop"] = b
+    rates = alternate(sides, args.steps, args.repeats, batches)
     baseline = statistics.median(rates["tutorial loop"])
     print(f"machine: {devices.machine_name()}; {args.preset} in {args.precision}, batch {b}, medians of "
           f"{args.repeats} alternating runs of {args.steps} steps")
@@ -70,7 +76,7 @@ def main(argv=None):
         median = statistics.median(rates[name])
         runs = " ".join(f"{r:,.0f}" for r in rates[name])
         print(f"{name:16}{median:>10,.0f}{median / baseline:>8.2f}   {runs}; {recipe}")
-        rows.append({"variant": name, "recipe": recipe, "images_per_s": round(median, 1),
+        rows.append({"variant": name, "recipe": recipe, "batch_size": batches[name], "images_per_s": round(median, 1),
                      "ratio": round(median / baseline, 3), "runs": [round(r, 1) for r in rates[name]]})
     if args.json:  # (written whole or not at all, as every file of the project)
         write_json(args.json, {"machine": devices.machine_name(), "preset": args.preset, "precision": args.precision,

@@ -159,7 +159,9 @@ def whole_batches(batch_size):
 def alternate(sides, steps, repeats, batch_size):
     """{name: [images/s of each timed run]} of sides ({name: an object whose run(steps) trains `steps` steps}): after
     one warm-up run each (tracing and the first steps are not measured), `repeats` rounds of one timed run of each
-    side in turn, so that whatever else the machine does falls on all of them alike."""
+    side in turn, so that whatever else the machine does falls on all of them alike. batch_size: the images of a
+    step, one number for all sides or {name: number}."""
+    batches = batch_size if isinstance(batch_size, dict) else dict.fromkeys(sides, batch_size)
     for side in sides.values():
         side.run(steps)
     rates = {name: [] for name in sides}
@@ -167,7 +169,7 @@ def alternate(sides, steps, repeats, batch_size):
         for name, side in sides.items():
             started = time.perf_counter()
             side.run(steps)
-            rates[name].append(steps * batch_size / (time.perf_counter() - started))
+            rates[name].append(steps * batches[name] / (time.perf_counter() - started))
     return rates
 
 

@@ -7,7 +7,8 @@ import keras
 import pytest
 from conftest import run_cli
 
-from prendas.bench import forward_flops, run_benchmark, step_flops
+from prendas import bench
+from prendas.bench import alternate, forward_flops, run_benchmark, step_flops
 from prendas.models import build_discriminator, build_generator
 
 
@@ -31,6 +32,26 @@ def test_flops_of_the_tutorial_dcgan_match_the_hand_count():
     # spectral normalization wraps the same layers: the same count
     assert forward_flops(build_discriminator(spectral_norm=True)) == forward_flops(discriminator)
     assert forward_flops(build_generator(100, arch="deep")) > 4 * forward_flops(generator)
+
+
+def test_alternate_times_each_side_in_turn_at_its_own_batch(monkeypatch):
+    # A clock that moves only when a side trains: each step takes one second, whatever its batch, so a side's
+    # images/s is its batch size; the warm-up runs are not timed.
+    clock, order = [0.0], []
+
+    class Side:
+        def __init__(self, name):
+            self.name = name
+
+        def run(self, steps):
+            order.append(self.name)
+            clock[0] += steps
+
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    sides = {"small": Side("small"), "big": Side("big")}
+    assert alternate(sides, 4, 2, {"small": 16, "big": 64}) == {"small": [16.0, 16.0], "big": [64.0, 64.0]}
+    assert order == ["small", "big"] * 3
+    assert alternate(sides, 4, 1, 32) == {"small": [32.0], "big": [32.0]}
 
 
 def test_a_tiny_benchmark_reports_both_loops_and_their_ratio():

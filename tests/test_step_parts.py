@@ -26,9 +26,10 @@ def test_each_variant_trains_its_own_recipe_beside_the_tutorials_loop(tmp_path, 
     pytest.importorskip("tensorflow", reason="the tutorial's loop is TensorFlow code")
     out = tmp_path / "parts.json"
     assert _script().main(["--batch-size", "16", "--steps", "4", "--repeats", "1", "--precision", "float32",
-                           "--json", str(out), "preset=", "w8=width=8"]) == 0
+                           "--json", str(out), "preset=", "w8=width=8", "b32=batch_size=32"]) == 0
     rows = {row["variant"]: row for row in json.loads(out.read_text())["rows"]}
-    assert list(rows) == ["preset", "w8", "tutorial loop"] and rows["tutorial loop"]["ratio"] == 1.0
+    assert list(rows) == ["preset", "w8", "b32", "tutorial loop"] and rows["tutorial loop"]["ratio"] == 1.0
     assert "+w16+" in rows["preset"]["recipe"] and "+w8+" in rows["w8"]["recipe"]
+    assert [row["batch_size"] for row in rows.values()] == [16, 16, 32, 16]
     assert all(row["images_per_s"] > 0 for row in rows.values())
     assert "w8" in capsys.readouterr().out
