@@ -332,13 +332,17 @@ def non_finite_groups(groups):
             if not all(np.isfinite(a).all() for a in map(np.asarray, arrays) if np.issubdtype(a.dtype, np.floating))]
 
 
+def mismatched_groups(state_variables, saved):
+    """The groups ({group: [variables]}) whose saved arrays ({group: [arrays]}) differ in number or shape."""
+    return [group for group, variables in state_variables.items()
+            if [a.shape for a in saved.get(group, [])] != [tuple(v.shape) for v in variables]]
+
+
 def restore_variables(state_variables, saved, path):
     """Assign saved arrays to the live variables, after checking that every group matches."""
-    for group, variables in state_variables.items():
-        arrays = saved.get(group, [])
-        shapes = [tuple(v.shape) for v in variables]
-        if [a.shape for a in arrays] != shapes:
-            raise PrendasError(f"{path}: the saved {group} does not match the model built from its settings")
+    mismatched = mismatched_groups(state_variables, saved)
+    if mismatched:
+        raise PrendasError(f"{path}: the saved {mismatched[0]} does not match the model built from its settings")
     for group, variables in state_variables.items():
         for v, a in zip(variables, saved[group]):
             v.assign(a)

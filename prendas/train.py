@@ -68,6 +68,7 @@ def resume(checkpoint, epochs, expect=None, callbacks=(), log=print, **changes):
                 "does not log")
     config = config.replace(epochs=epochs, tensorboard=tensorboard, **{k: v for k, v in changes.items() if v is not None})
     config, images, data, gan = _prepare(config)
+    config, gan = _networks_before_width(config, gan, saved, checkpoint, log)
     artifacts.restore_variables(gan.state_variables(), saved, checkpoint)
     config, scratch = _where_this_machine_writes(gan, config)
     segments = meta["segments"] + [epochs]
@@ -90,6 +91,20 @@ def _prepare(config):
     config = config.replace(precision=devices.resolve_precision(config.precision))
     images, data = _training_images(config)
     return config, images, data, build_gan(config)
+
+
+def _networks_before_width(config, gan, saved, checkpoint, log):
+    """(config, gan) that hold a checkpoint's weights. Before 2026-12-06 --width shaped only --arch resnet: a dcgan or
+    deep run given another width trained the tutorial's width (32), and resumes at it, saying so."""
+    if config.arch == "resnet" or config.width == 32 or not artifacts.mismatched_groups(gan.state_variables(), saved):
+        return config, gan
+    before = config.replace(width=32)
+    old = build_gan(before)
+    if artifacts.mismatched_groups(old.state_variables(), saved):
+        return config, gan  # (neither: restore_variables says so)
+    log(f"{checkpoint.name} trained the tutorial's width (--width {config.width} shaped only --arch resnet before "
+        f"2026-12-06): it resumes at --width 32")
+    return before, old
 
 
 def newest_checkpoint(path, log=print):

@@ -76,3 +76,26 @@ def test_an_old_checkpoint_of_the_best_preset_resumes(old_code, tmp_path):
     assert len(history) == 2 and all(np.isfinite([h["d_loss"], h["g_loss"]]).all() for h in history)
     [generator] = (tmp_path / "models").glob("generator_2*_1+1ep_300imgs.keras")  # (not generator_raw_)
     assert keras.models.load_model(generator).input_shape == [(None, 100), (None, 1)]
+
+
+WIDTH_BEFORE = "00cffa9322c35e2a7eca224b722cb4862a6190a6"  # main before --width shaped the DCGAN's networks
+
+
+def test_a_dcgan_run_given_a_width_before_it_shaped_the_dcgan_resumes_at_the_tutorials_width(tmp_path):
+    """Before, --width 16 with --arch dcgan trained the tutorial's networks (32): today's code resumes them at 32,
+    saying so, where building them at 16 would not hold the checkpoint's weights."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs git and the repository's history (a clone, not an exported tree)")
+    archive = subprocess.run(["git", "archive", WIDTH_BEFORE, "prendas"], cwd=ROOT, capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip(f"commit {WIDTH_BEFORE[:7]} is not in this clone's history (a shallow clone?)")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(tmp_path / "code", filter="data")
+    checkpoint = _train_with_old_code(tmp_path / "code", tmp_path / "run", "--epochs", 1, "--width", 16, *TINY)
+    result = run_cli("train", "--resume", checkpoint, "--epochs", 1)
+    assert result.returncode == 0, result.stderr
+    assert "it resumes at --width 32" in result.stdout
+    [record] = (tmp_path / "run" / "models").glob("run_*_1+1ep_300imgs.json")
+    assert json.loads(record.read_text())["config"]["width"] == 32
+    [generator] = (tmp_path / "run" / "models").glob("generator_*_1+1ep_300imgs.keras")
+    assert keras.models.load_model(generator).layers[1].units == 7 * 7 * 256  # the tutorial's first layer
