@@ -45,8 +45,8 @@ def _parser():
     t.add_argument("--preset", choices=tuple(PRESETS), help="a named recipe for what the other flags leave unset: "
                    "tutorial (the defaults), best (" + ", ".join(f"--{flag(k)} {v}".replace(" True", "")
                    for k, v in PRESETS["best"].items()) + ": the shipped quality soonest, see docs/recipes.md), "
-                   "best-w32 (the same at the tutorial's width, --width 32: ahead past about 40 minutes of a CPU; the "
-                   "shipped generator's recipe), "
+                   "best-w32 (the same at the tutorial's width, --width 32, and --lr 4e-4: the shipped generator's recipe, "
+                   "64 epochs), "
                    "rpgan-lazy (that at --lr 2e-4), "
                    "rpgan (that with R1 and R2 at every step, in float32) "
                    "or sngan (the hinge loss in place of rpgan, without --r1/--r2). From Python: "

@@ -37,10 +37,10 @@ TUTORIAL_DROPOUT = 0.3  # the tutorial's discriminator drops 30%; WGAN-GP's crit
 AUGMENTS = ("none", "translation", "cutout", "translation,cutout")
 
 # best: R3GAN's relativistic loss with R1 and R2 on the hinge recipe's networks at half the tutorial's width, the
-# penalties every 4th step (lazy regularization), bfloat16 where the hardware computes it and twice SNGAN's learning
-# rate: the recipe that reached the shipped quality soonest in wall-clock (docs/recipes.md); best-w32: the same at the
-# tutorial's width (--preset best until the width was measured, the recipe of the shipped generator); rpgan-lazy: that at
-# 2e-4 (the best before it); rpgan: that with the penalties at every step, in float32 (the best until 2026-12-06);
+# penalties every 4th step (lazy regularization), bfloat16 where the hardware computes it and four times SNGAN's
+# learning rate: the recipe that reached the shipped quality soonest in wall-clock (docs/recipes.md); best-w32: that at
+# the tutorial's width and twice SNGAN's rate (--preset best until the width was measured, the recipe of the shipped
+# generator); rpgan-lazy: that at 2e-4 (the best before it); rpgan: that with the penalties at every step, in float32 (the best until 2026-12-06);
 # sngan: those networks with the hinge loss (SNGAN's).
 _RPGAN = {"loss": "rpgan", "r1": 0.05, "r2": 0.05, "spectral_norm": True, "ema": 0.999, "conditional": True,
           "class_loss": 1.0, "g_lr": 2e-4, "d_lr": 2e-4}
@@ -48,7 +48,7 @@ _RPGAN_LAZY = {**_RPGAN, "reg_every": 4, "precision": "auto"}
 _BEST_W32 = {**_RPGAN_LAZY, "g_lr": 4e-4, "d_lr": 4e-4}
 PRESETS = {
     "tutorial": {},
-    "best": {**_BEST_W32, "width": 16},
+    "best": {**_BEST_W32, "width": 16, "g_lr": 8e-4, "d_lr": 8e-4},
     "best-w32": _BEST_W32,
     "rpgan-lazy": _RPGAN_LAZY,
     "rpgan": _RPGAN,

@@ -93,7 +93,7 @@ def test_a_preset_from_python():
     # best-w32 (the shipped generator's recipe) the same at the tutorial's width; rpgan-lazy that at rpgan's rate
     assert PRESETS["rpgan-lazy"] == {**PRESETS["rpgan"], "reg_every": 4, "precision": "auto"}
     assert PRESETS["best-w32"] == {**PRESETS["rpgan-lazy"], "g_lr": 4e-4, "d_lr": 4e-4}
-    assert PRESETS["best"] == {**PRESETS["best-w32"], "width": 16}
+    assert PRESETS["best"] == {**PRESETS["best-w32"], "width": 16, "g_lr": 8e-4, "d_lr": 8e-4}
     assert TrainConfig.preset("best", precision="float32").precision == "float32"
 
 

@@ -171,7 +171,7 @@ def test_bench_measures_a_presets_step_beside_the_tutorials_loop():
     lines = []
     r = run_benchmark(batch_size=16, steps=4, repeats=1, preset="best", precision="float32", log=lines.append)
     assert r["settings"]["recipe"] == TrainConfig.preset("best", precision="float32").recipe() == (
-        "rpgan+r10.05+r20.05+sn+ema0.999+reg4+w16+cond+ac1+lr0.0004")
+        "rpgan+r10.05+r20.05+sn+ema0.999+reg4+w16+cond+ac1+lr0.0008")
     assert TrainConfig.preset("best-w32", precision="float32").recipe() == (
         "rpgan+r10.05+r20.05+sn+ema0.999+reg4+cond+ac1+lr0.0004")  # the shipped generator's
     assert TrainConfig.preset("rpgan-lazy", precision="float32").recipe() == (
