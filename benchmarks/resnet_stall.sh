@@ -6,16 +6,10 @@
 #   bash benchmarks/resnet_stall.sh [OUT] [EPOCHS]     (default: runs/resnet-stall, 2 epochs: about 6 minutes a
 #                                                       variant on 2 free Zen 4 cores, width 32 about 4 times that)
 set -euo pipefail
-py=${PYTHON:-.venv/bin/python}
 out=${1:-runs/resnet-stall}
 epochs=${2:-2}
-run() {
-    local name=$1; shift
-    if grep -qs '"status": "complete"' "$out/$name"/models/run_*.json; then echo "$name: already trained"; return; fi
-    rm -rf "${out:?}/$name"
-    "$py" -m prendas train --preset rpgan --no-spectral-norm --arch resnet --width 16 --ema 0 --ema-kimg 500 \
-        --epochs "$epochs" --seed 0 --eval-every 1 --out "$out/$name" "$@"
-}
+run() { bash "$(dirname "$0")/train-once.sh" "$out" "$1" --preset rpgan --no-spectral-norm --arch resnet --width 16 \
+            --ema 0 --ema-kimg 500 --epochs "$epochs" --seed 0 --eval-every 1 "${@:2}"; }
 for name in ${ONLY:-base beta2-0.9 r-0.5 no-labels width-32}; do
     case $name in
         base) run base ;;
