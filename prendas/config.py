@@ -40,8 +40,8 @@ AUGMENTS = ("none", "translation", "cutout", "translation,cutout")
 # penalties every 4th step (lazy regularization), bfloat16 where the hardware computes it and four times SNGAN's
 # learning rate: the recipe that reached the shipped quality soonest in wall-clock (docs/recipes.md); best-w32: that at
 # the tutorial's width and twice SNGAN's rate (--preset best until the width was measured, the recipe of the shipped
-# generator); rpgan-lazy: that at 2e-4 (the best before it); rpgan: that with the penalties at every step, in float32 (the best until 2026-12-06);
-# sngan: those networks with the hinge loss (SNGAN's).
+# generator); rpgan-lazy: that at 2e-4 (the best before it); rpgan: that with the penalties at every step, in
+# float32 (the best until 2026-12-06); sngan: those networks with the hinge loss (SNGAN's).
 _RPGAN = {"loss": "rpgan", "r1": 0.05, "r2": 0.05, "spectral_norm": True, "ema": 0.999, "conditional": True,
           "class_loss": 1.0, "g_lr": 2e-4, "d_lr": 2e-4}
 _RPGAN_LAZY = {**_RPGAN, "reg_every": 4, "precision": "auto"}
