@@ -8,12 +8,7 @@ set -euo pipefail
 py=${PYTHON:-.venv/bin/python}
 out=$1 epochs=$2 name=$3; shift 3
 # (a run stopped halfway has a run JSON too, saying "running": it is trained again from the start)
-if grep -qs '"status": "complete"' "$out/$name"/models/run_*.json; then
-    echo "$name: already trained"
-else
-    rm -rf "$out/$name"
-    "$py" -m prendas train --epochs "$epochs" --seed 0 --out "$out/$name" "$@"
-fi
+bash "$(dirname "$0")/train-once.sh" "$out" "$name" --epochs "$epochs" --seed 0 "$@"
 pattern='generator_[0-9]*.keras'; [[ ${RAW:-0} == 1 ]] && pattern='generator_*.keras'
 for model in "$out/$name"/models/$pattern; do
     file=$(basename "$model" .keras)

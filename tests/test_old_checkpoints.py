@@ -27,18 +27,22 @@ BEFORE = "bb98b64f50d1b36af4cf9a027f2bc20e005e3be3"  # main before the step was 
 TINY = ["--images", 300, "--batch-size", 64, "--seed", 5, "--deterministic"]
 
 
-@pytest.fixture(scope="module")
-def old_code(tmp_path_factory):
-    """The package as it was at BEFORE, in a folder of its own."""
+def _code_at(commit, folder):
+    """The package as it was at `commit`, extracted into `folder`."""
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("needs git and the repository's history (a clone, not an exported tree)")
-    archive = subprocess.run(["git", "archive", BEFORE, "prendas"], cwd=ROOT, capture_output=True)
+    archive = subprocess.run(["git", "archive", commit, "prendas"], cwd=ROOT, capture_output=True)
     if archive.returncode != 0:
-        pytest.skip(f"commit {BEFORE[:7]} is not in this clone's history (a shallow clone?)")
-    folder = tmp_path_factory.mktemp("before")
+        pytest.skip(f"commit {commit[:7]} is not in this clone's history (a shallow clone?)")
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(folder, filter="data")
     return folder
+
+
+@pytest.fixture(scope="module")
+def old_code(tmp_path_factory):
+    """The package as it was at BEFORE, in a folder of its own."""
+    return _code_at(BEFORE, tmp_path_factory.mktemp("before"))
 
 
 def _train_with_old_code(old_code, out, *args):
@@ -84,14 +88,8 @@ WIDTH_BEFORE = "00cffa9322c35e2a7eca224b722cb4862a6190a6"  # main before --width
 def test_a_dcgan_run_given_a_width_before_it_shaped_the_dcgan_resumes_at_the_tutorials_width(tmp_path):
     """Before, --width 16 with --arch dcgan trained the tutorial's networks (32): today's code resumes them at 32,
     saying so, where building them at 16 would not hold the checkpoint's weights."""
-    if shutil.which("git") is None or not (ROOT / ".git").exists():
-        pytest.skip("needs git and the repository's history (a clone, not an exported tree)")
-    archive = subprocess.run(["git", "archive", WIDTH_BEFORE, "prendas"], cwd=ROOT, capture_output=True)
-    if archive.returncode != 0:
-        pytest.skip(f"commit {WIDTH_BEFORE[:7]} is not in this clone's history (a shallow clone?)")
-    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(tmp_path / "code", filter="data")
-    checkpoint = _train_with_old_code(tmp_path / "code", tmp_path / "run", "--epochs", 1, "--width", 16, *TINY)
+    code = _code_at(WIDTH_BEFORE, tmp_path / "code")
+    checkpoint = _train_with_old_code(code, tmp_path / "run", "--epochs", 1, "--width", 16, *TINY)
     result = run_cli("train", "--resume", checkpoint, "--epochs", 1)
     assert result.returncode == 0, result.stderr
     assert "it resumes at --width 32" in result.stdout
