@@ -22,6 +22,13 @@ from prendas.config import (
 )
 from prendas.data import CLASS_NAMES
 
+# What `generate` and `evaluate` may draw in, and why float32 is the default (prendas.sampling.load_generator).
+DRAW_PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
+PRECISION_HELP = ("what the generator computes in (default float32, whatever precision trained it); mixed_bfloat16 is "
+                  "faster where bfloat16 runs in hardware (a GPU of compute capability 8.0 or more, a CPU with "
+                  "AVX512_BF16 or AMX), slower elsewhere, and rounds differently; auto: that where it runs in hardware, "
+                  "else float32")
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
@@ -65,6 +72,7 @@ def _parser():
     g.add_argument("--out", default="generated.png", help="PNG file to write (default generated.png)")
     g.add_argument("--seed", type=int, default=None, help="seed of the noise (default: a new draw each time)")
     g.add_argument("--latent-dim", type=int, help="expected latent size; an error if the model's differs")
+    g.add_argument("--precision", choices=DRAW_PRECISIONS, default="float32", help=PRECISION_HELP)
     g.add_argument("--class", dest="garment", metavar="CLASS", help="the garment to draw, by name or number (0-9), "
                    "for a generator trained with --conditional: " + ", ".join(CLASS_NAMES))
     v = commands.add_parser(
@@ -78,6 +86,7 @@ def _parser():
     v.add_argument("--n", type=int, default=10_000, help="how many garments to draw (default 10000)")
     v.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
     v.add_argument("--json", default=None, help="where to write the JSON (default: beside the model)")
+    v.add_argument("--precision", choices=DRAW_PRECISIONS, default="float32", help=PRECISION_HELP)
 
     r = commands.add_parser(
         "results",
@@ -144,7 +153,7 @@ def _evaluate(args):
     check_model_file(args.model)
     from prendas.evaluate import evaluate_model_file
 
-    evaluate_model_file(args.model, n=args.n, seed=args.seed, json_path=args.json)
+    evaluate_model_file(args.model, n=args.n, seed=args.seed, json_path=args.json, precision=args.precision)
 
 
 def _results(args):
@@ -239,7 +248,7 @@ def _generate(args):
     artifacts.check_model_file(args.model)  # before TensorFlow loads: a wrong path answers at once
     from prendas.sampling import checkpoint_about, draw, load_generator
 
-    generator = load_generator(args.model, latent_dim=args.latent_dim)
+    generator = load_generator(args.model, latent_dim=args.latent_dim, precision=args.precision)
     source = ""
     if Path(args.model).suffix == ".npz":
         about = checkpoint_about(args.model)

@@ -92,6 +92,12 @@ class TrainConfig:
     """Everything that defines a training run. Defaults are TensorFlow's DCGAN tutorial."""
 
     epochs: int = _setting(50, "epochs to train; with --resume, epochs to add", _integer(1, 100_000))
+    minutes: float = _setting(0.0, "train for at most about M minutes: whole epochs, stopping after the last one expected "
+                              "to end within M minutes of this session's start (at least one; at most --epochs), its "
+                              "files tagged with the epochs it did; --resume continues it exactly, with a budget of "
+                              "its own if given one (0: every --epochs)",
+                              _number("0 (off) or from 0.1 to 1000000 minutes", lambda x: x == 0 or 0.1 <= x <= 1e6),
+                              resume=True, metavar="M")
     batch_size: int = _setting(256, "images per step", _integer(1, 65_536))
     images: int = _setting(TRAIN_IMAGES, f"training images (default {TRAIN_IMAGES:,}, the whole training split); up "
                            f"to {ALL_IMAGES:,} adds test images", _integer(1, ALL_IMAGES))
@@ -161,9 +167,11 @@ class TrainConfig:
     xla: bool = _setting(False, "compile the TensorFlow training step with XLA (JAX always is)", resume=True)
     precision: str = _setting("float32", "float32, mixed_bfloat16, or mixed_float16 (with loss scaling): for GPUs "
                               "with fast 16-bit arithmetic; on a CPU, measure with `bench` first. auto: mixed_bfloat16 "
-                              "where bfloat16 runs in hardware (a GPU, a CPU with AVX512_BF16 or AMX), else float32; the "
-                              "run records which. float64: slower, for comparing two computations where rounding cannot "
-                              "decide (the tests do)", choices=PRECISIONS)
+                              "where bfloat16 runs in hardware (a GPU of compute capability 8.0 or more, a CPU with "
+                              "AVX512_BF16 or AMX), else float32, decided again by each process that trains (a resumed "
+                              "run too) and recorded. float64: slower, for comparing two computations where rounding "
+                              "cannot decide (the tests do; on JAX, start Python with JAX_ENABLE_X64=1). Saved models "
+                              "compute in float32 whatever trained them", choices=PRECISIONS, resume=True)
     tensorboard: str | None = _setting(None, "write TensorBoard logs to DIR as the run goes (without DIR: OUT/logs/TAG): "
                                        "losses, images/s, --eval-every's figures, the sample grid, the settings; a run "
                                        "that logged goes on logging in its folder when resumed, unless given another "

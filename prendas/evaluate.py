@@ -18,7 +18,7 @@ import numpy as np
 from prendas import artifacts, metrics
 from prendas.data import CLASS_NAMES, load_fashion_mnist
 from prendas.features import FeatureNetwork, load_record, weights_digest
-from prendas.models import generator_signature
+from prendas.models import computes_in, generator_signature
 from prendas.sampling import balanced_labels, checkpoint_about, generate_images, latent_batch, load_generator
 
 MEMORIZATION_SAMPLES = 100
@@ -226,17 +226,18 @@ def format_table(result):
     return "\n".join(lines)
 
 
-def evaluate_model_file(model_path, n=10_000, seed=0, json_path=None, log=print):
-    """`prendas evaluate` (which checks its arguments first): load, score, print, save the JSON."""
+def evaluate_model_file(model_path, n=10_000, seed=0, json_path=None, log=print, precision="float32"):
+    """`prendas evaluate` (which checks its arguments first): load, score, print, save the JSON. The generator draws
+    in `precision` (float32 by default, whatever trained it; the JSON says which)."""
     checkpoint = None
     if Path(model_path).suffix == ".npz":  # a run's checkpoint: the generator it holds, and the run's record
         checkpoint = checkpoint_about(model_path)
         run = checkpoint.pop("run")
     else:
         run = run_record_for(model_path)
-    generator = load_generator(model_path)
+    generator = load_generator(model_path, precision=precision)
     json_path = Path(json_path) if json_path else artifacts.evaluation_path(model_path, checkpoint and checkpoint["epoch"])
-    result = {"model": str(model_path), **evaluate_generator(generator, n=n, seed=seed)}
+    result = {"model": str(model_path), "drawn_in": computes_in(generator), **evaluate_generator(generator, n=n, seed=seed)}
     if checkpoint:
         result["checkpoint"] = checkpoint
     if run:

@@ -101,6 +101,37 @@ def _scaled(filters, width):
     return max(1, filters * width // 32)
 
 
+def in_precision(model, precision):
+    """`model` computing in `precision` (a Keras dtype policy: float32, mixed_bfloat16, ...) with the same weights,
+    bit for bit: `model` itself where every layer already does, else a copy rebuilt from its config.
+
+    Precision belongs to a run, not to its files: a network trained in bfloat16 is saved computing in float32, and
+    one loaded to draw computes in what the person asks for (prendas.sampling.load_generator).
+    """
+    changed = []
+
+    def retyped(value):
+        if isinstance(value, dict):
+            if "DTypePolicy" in str(value.get("class_name", "")):  # a layer's policy (its input dtypes are plain strings)
+                changed.append(value["config"]["name"] != precision)
+                return precision
+            return {key: retyped(item) for key, item in value.items()}
+        return [retyped(item) for item in value] if isinstance(value, list) else value
+
+    config = retyped(model.get_config())
+    if not any(changed):
+        return model
+    copy = type(model).from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def computes_in(model):
+    """The precisions a model's layers compute in, as a sorted list of dtype policy names (['float32'])."""
+    return sorted({layer.dtype_policy.name for layer in model._flatten_layers(include_self=False)
+                   if not isinstance(layer, keras.layers.InputLayer)})
+
+
 def generator_signature(generator):
     """(latent size, conditional?) of a generator built here or loaded from a file."""
     shapes = generator.input_shape if isinstance(generator.input_shape, list) else [generator.input_shape]

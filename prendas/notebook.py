@@ -131,6 +131,15 @@ class NotebookMonitor(keras.callbacks.Callback):
         if left is not None and epochs_done < total:
             rest = (("" if between else f" &middot; this epoch: {format_seconds(left[0])} left")
                     + f" &middot; the run: about {format_seconds(left[1])} left")
+        budget = self.run.config.minutes * 60
+        if budget:  # (--minutes: the bar measures the time, the epochs are as many as fit)
+            ended = self.run.last_epoch == epoch and between
+            return (
+                f'<progress value="{budget if ended else min(elapsed, budget):.1f}" max="{budget:.1f}" '
+                f'style="width:60%"></progress> epoch {epoch}{" done" if between else ""} &middot; '
+                f"{format_seconds(elapsed)} elapsed of at most about {format_seconds(budget)}"
+                + (f" (the run stops here: {epoch - self.run.first_epoch} epochs fit)" if ended else "")
+            )
         return (
             f'<progress value="{epochs_done:.3f}" max="{total}" style="width:60%"></progress> '
             f"epoch {epoch}/{self.run.last_epoch}{' done' if between else ''} &middot; "
@@ -235,17 +244,22 @@ class GarmentExplorer:
         self.z = latent_batch(self.COUNT, self.latent_dim, self.seed.value)
         self.images = generate_images(self.generator, self.z, self.labels(self.COUNT))
         self.grid.value = _png(image_grid(self.images, cols=8, scale=1), 3)
-        # The walk: from the first garment to the one the second noise draws in the first garment's class.
+        # The walk: from the first garment to the one the second noise draws in the first garment's class, each
+        # picture drawn as the slider's are (one garment at a time), so that its ends are the slider's ends exactly.
         labels = self.labels(self.COUNT)
         self.walk_label = None if labels is None else labels[:1]
-        self.ends = generate_images(self.generator, self.z[:2], None if labels is None else np.repeat(labels[:1], 2))
+        self.ends = np.stack([self._walk_at(0.0), self._walk_at(1.0)])
         self.start.value, self.end.value = _png(self.ends[0], 3), _png(self.ends[1], 3)
         self._draw_walk()
 
-    def _draw_walk(self):
+    def _walk_at(self, t):
+        """The garment at `t` of the walk (0: the first garment, 1: the second noise's), on the slider's steps."""
         from prendas.sampling import generate_images, interpolate_latents
 
         steps = round(1 / self.walk.step) + 1
-        z = interpolate_latents(self.z[0], self.z[1], steps)[round(self.walk.value / self.walk.step)]
-        self.walked = generate_images(self.generator, z[None], self.walk_label)[0]
+        z = interpolate_latents(self.z[0], self.z[1], steps)[round(t / self.walk.step)]
+        return generate_images(self.generator, z[None], self.walk_label)[0]
+
+    def _draw_walk(self):
+        self.walked = self._walk_at(self.walk.value)
         self.between.value = _png(self.walked, 6)

@@ -9,12 +9,14 @@ import datetime
 import platform
 import sys
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
 
 from prendas import Diverged, artifacts, devices, format_seconds
 from prendas.data import epoch_order
+from prendas.models import in_precision
 from prendas.sampling import balanced_labels, generate_images, latent_batch
 
 
@@ -42,6 +44,9 @@ class Run:
         self.last_epoch = self.first_epoch + config.epochs
         self.training_seconds_before = 0.0
         self.started = datetime.datetime.now().isoformat(timespec="seconds")
+        self.session_start = None  # (clock() when this session began training, and at each epoch's end since)
+        self.epoch_ends = []
+        self.planned_epochs = None  # the epochs asked for, where --minutes stopped the run before them
         self.machine_name = devices.machine_name()  # read once (/proc/cpuinfo, the GPU list), not at every checkpoint
         self.native_bf16 = devices.native_bf16()
         # A conditional GAN's grid has a column per class (8 x 10), the others are 8 x 8.
@@ -71,6 +76,36 @@ class Run:
                 "kl_from_uniform", "classifier_score", "label_agreement")  # (the last: conditional runs only)
         self.evaluations.append({"epoch": self.epochs_done, "n": len(z), **{k: scores[k] for k in keep if k in scores}})
 
+    def out_of_time(self):
+        """With --minutes: whether the next epoch is expected to end past the budget (at the pace of the last one,
+        its measurement and checkpoint included), counted from this session's start."""
+        if not self.config.minutes or self.epochs_done >= self.last_epoch:
+            return False
+        now = self.epoch_ends[-1]
+        last = now - (self.epoch_ends[-2] if len(self.epoch_ends) > 1 else self.session_start)
+        return now - self.session_start + last > self.config.minutes * 60
+
+    def stop_here(self):
+        """End the run after this epoch (--minutes): its files take the tag of the epochs it did ("2026-12-08-0130_6ep_
+        60000imgs", not the 20 asked for). Its checkpoint is written under the new tag before the old one goes, so a
+        run killed meanwhile still resumes."""
+        self.planned_epochs, self.last_epoch = self.config.epochs, self.epochs_done
+        when = datetime.datetime.strptime(self.tag[:15], "%Y-%m-%d-%H%M")
+        tag = artifacts.claim_tag(self.config.out, artifacts.run_tag(self.segments_done(), self.config.images, when))
+        before = self.paths
+        self.tag = tag
+        self.paths = artifacts.run_paths(self.config.out, tag, ema=self.config.averaged,
+                                         evaluations=bool(self.config.eval_every or self.evaluations))
+        if self.best and Path(self.best["generator"]) == before.get("generator_best"):  # this session's best, renamed
+            for name in ("generator_best", "evaluation_best", "checkpoint_best"):
+                before[name].replace(self.paths[name])
+            self.best = {**self.best, "generator": str(self.paths["generator_best"]),
+                         "checkpoint": str(self.paths["checkpoint_best"])}
+        self.save_checkpoint()
+        if before["checkpoint"] != self.paths["checkpoint"] and str(before["checkpoint"]) != self.resumed_from:
+            before["checkpoint"].unlink(missing_ok=True)
+        before["run_json"].unlink(missing_ok=True)
+
     def record(self, status):
         """The run.json contents."""
         return {
@@ -88,10 +123,13 @@ class Run:
             "history": self.history,
             "evaluations": self.evaluations,
             "best": self.best,
+            **({"stopped_by_minutes": {"minutes": self.config.minutes, "epochs_asked": self.planned_epochs}}
+               if self.planned_epochs else {}),
             "files": {name: str(path) for name, path in self.paths.items()},
             "versions": devices.versions(),
             "machine": {"name": self.machine_name, "platform": platform.platform(), "processor": platform.machine(),
                         "backend": keras.backend.backend(), "native_bf16": self.native_bf16,
+                        "precision": self.gan.generator.dtype_policy.name,
                         "devices": devices.replicas(self.gan), "machines": devices.machines()},
         }
 
@@ -114,8 +152,7 @@ class Run:
         paths = self.paths
         self.best = {"by": by, "value": value, "epoch": self.epochs_done, "generator": str(paths["generator_best"]),
                      "checkpoint": str(paths["checkpoint_best"])}
-        with devices.unsynchronized(self.gan.sampler):
-            artifacts.save_model(self.gan.sampler, paths["generator_best"])
+        save_network(self.gan.sampler, paths["generator_best"])
         metrics = {k: v for k, v in measured.items() if k not in ("epoch", "n")}
         artifacts.write_json(paths["evaluation_best"], {
             "model": str(paths["generator_best"]), "n": measured["n"], "epoch": self.epochs_done, "kept_by": by,
@@ -126,12 +163,10 @@ class Run:
     def save_final(self):
         """Models, grid, five single images and the animation; run.json last, marking the run complete."""
         paths = self.paths
-        with devices.unsynchronized(self.gan.sampler):
-            artifacts.save_model(self.gan.sampler, paths["generator"])  # the moving average, when there is one
+        save_network(self.gan.sampler, paths["generator"])  # the moving average, when there is one
         if self.config.averaged:
-            with devices.unsynchronized(self.gan.generator):
-                artifacts.save_model(self.gan.generator, paths["generator_raw"])  # the weights as trained, to compare
-        artifacts.save_model(self.gan.discriminator, paths["discriminator"])
+            save_network(self.gan.generator, paths["generator_raw"])  # the weights as trained, to compare
+        save_network(self.gan.discriminator, paths["discriminator"])
         artifacts.save_png(self.frames[-1], paths["grid"])
         labels = None if self.fixed_labels is None else self.fixed_labels[:5]
         samples = generate_images(self.gan.sampler, self.fixed_z[:5], labels)
@@ -141,6 +176,13 @@ class Run:
         if self.evaluations:
             artifacts.save_figure(quality_figure(self.evaluations), paths["quality_curve"])
         artifacts.write_json(paths["run_json"], self.record("complete"))
+
+
+def save_network(model, path):
+    """A network as a .keras file that computes in its weights' precision when loaded (float32; float64 for a float64
+    run), whatever precision trained it, and that any backend loads (its BatchNorm unsynchronized)."""
+    with devices.unsynchronized(model):
+        artifacts.save_model(in_precision(model, model.weights[0].dtype), path)
 
 
 def quality_figure(evaluations):
@@ -164,6 +206,11 @@ def quality_figure(evaluations):
     return fig
 
 
+def clock():
+    """The seconds --minutes counts (time.perf_counter; a test gives its own)."""
+    return time.perf_counter()
+
+
 class RunRecorder(keras.callbacks.Callback):
     """Orders each epoch's images; keeps the run's history and frames; checkpoints every K epochs; writes the final files.
 
@@ -173,6 +220,9 @@ class RunRecorder(keras.callbacks.Callback):
     def __init__(self, run):
         super().__init__()
         self.run = run
+
+    def on_train_begin(self, logs=None):
+        self.run.session_start = clock()
 
     def on_epoch_begin(self, epoch, logs=None):
         # The epoch's order of images, drawn from (seed, epoch): one small transfer, the images stay on the device.
@@ -197,8 +247,11 @@ class RunRecorder(keras.callbacks.Callback):
             run.evaluate_now()
             if run.config.keep_best != "none":
                 run.keep_if_best()
-        done_here = epoch + 1 - run.first_epoch
-        if done_here % run.config.checkpoint_every == 0 or epoch + 1 == run.last_epoch:
+        run.epoch_ends.append(clock())
+        if run.out_of_time():  # (--minutes) this epoch is the run's last: checkpointed under the tag of what it did
+            run.stop_here()
+            self.model.stop_training = True
+        elif (epoch + 1 - run.first_epoch) % run.config.checkpoint_every == 0 or epoch + 1 == run.last_epoch:
             run.save_checkpoint()
 
     def on_train_end(self, logs=None):
@@ -244,6 +297,9 @@ class ProgressLogger(keras.callbacks.Callback):
             f"{end}epoch {epoch + 1:>{width}}/{run.last_epoch}  d_loss {record['d_loss']:.4f}  "
             f"g_loss {record['g_loss']:.4f}  {record['images_per_s']:,.0f} img/s  "
             f"{record['seconds']:.1f}s  eta {format_seconds(eta)}{_quality(run, epoch)}"
+            + (f"\n--minutes {run.config.minutes:g}: the next epoch would end past {format_seconds(run.config.minutes * 60)}"
+               f", so the run stops after {run.epochs_done} of {run.planned_epochs + run.first_epoch} epochs"
+               if run.planned_epochs and epoch + 1 == run.last_epoch else "")
         )
 
 
@@ -262,7 +318,10 @@ def time_left(run, epoch, done, steps, elapsed):
     epoch_left = elapsed / done * (steps - done)
     finished = [h["seconds"] for h in run.history[run.first_epoch :]]
     per_epoch = sum(finished) / len(finished) if finished else elapsed / done * steps
-    return epoch_left, epoch_left + per_epoch * (run.last_epoch - epoch - 1)
+    run_left = epoch_left + per_epoch * (run.last_epoch - epoch - 1)
+    if run.config.minutes and run.session_start is not None:  # (--minutes: no later than the budget, after this epoch)
+        run_left = min(run_left, max(epoch_left, run.config.minutes * 60 - (clock() - run.session_start)))
+    return epoch_left, run_left
 
 
 def _check_finite(run, epoch, logs):

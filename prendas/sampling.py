@@ -9,7 +9,8 @@ import keras
 import numpy as np
 
 from prendas import PrendasError, artifacts
-from prendas.models import NUM_CLASSES, generator_of, generator_signature
+from prendas.devices import resolve_precision
+from prendas.models import NUM_CLASSES, generator_of, generator_signature, in_precision
 
 
 def to_uint8(images):
@@ -83,7 +84,7 @@ def morph_classes(generator, z, from_class, to_class, steps):
     body = keras.Model(concat.input, generator.output)
     table = np.asarray(embedding.embeddings)
     t = np.linspace(0.0, 1.0, steps)[:, None]
-    blended = ((1 - t) * table[from_class] + t * table[to_class]).astype(np.float32)
+    blended = ((1 - t) * table[from_class] + t * table[to_class]).astype(table.dtype)  # (its ends: the rows exactly)
     noise = np.repeat(np.asarray(z, np.float32).reshape(1, latent_dim), steps, axis=0)
     return to_uint8(body([noise, blended], training=False))
 
@@ -91,10 +92,13 @@ def morph_classes(generator, z, from_class, to_class, steps):
 # ---- saved generators ----------------------------------------------------------------------
 
 
-def load_generator(path, latent_dim=None):
+def load_generator(path, latent_dim=None, precision=None):
     """Load a saved generator, checking that it is one: noise (latent,) [and a label] -> 28x28x1.
 
-    A run's checkpoint (.npz) gives the generator it holds: its moving average where the run keeps one.
+    A run's checkpoint (.npz) gives the generator it holds: its moving average where the run keeps one. It computes
+    in `precision`, whatever precision trained it: by default its weights' (float32, float64 for a float64 run);
+    mixed_bfloat16 where bfloat16 runs in hardware and speed matters more than rounding; auto: that where it does,
+    else float32.
     """
     path = artifacts.check_model_file(path)
     if path.suffix == ".npz":
@@ -112,7 +116,7 @@ def load_generator(path, latent_dim=None):
         )
     if latent_dim is not None and generator_signature(model)[0] != latent_dim:
         raise PrendasError(f"{path} takes a latent vector of size {in_shape[1]}, not {latent_dim} (--latent-dim)")
-    return model
+    return in_precision(model, model.weights[0].dtype if precision is None else resolve_precision(precision))
 
 
 def checkpoint_generator(path):

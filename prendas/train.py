@@ -27,12 +27,13 @@ def train(config, callbacks=(), log=print):
 
     Extra Keras callbacks may watch it; one with a set_run(run) method is handed the Run first.
     """
-    config, images, data, gan = _prepare(config)
-    config, scratch = _where_this_machine_writes(gan, config)
-    artifacts.remove_leftovers(config.out, log)
-    tag = artifacts.claim_tag(config.out, artifacts.run_tag([config.epochs], config.images))
-    run = Run(gan, _log_folder(config, tag), data, tag)
-    return _fit(run, images, callbacks, log, scratch)
+    with keeping_float64(config.precision):
+        config, images, data, gan = _prepare(config)
+        config, scratch = _where_this_machine_writes(gan, config)
+        artifacts.remove_leftovers(config.out, log)
+        tag = artifacts.claim_tag(config.out, artifacts.run_tag([config.epochs], config.images))
+        run = Run(gan, _log_folder(config, tag), data, tag)
+        return _fit(run, images, callbacks, log, scratch)
 
 
 def resume(checkpoint, epochs, expect=None, callbacks=(), log=print, **changes):
@@ -66,7 +67,14 @@ def resume(checkpoint, epochs, expect=None, callbacks=(), log=print, **changes):
         if tensorboard is None:
             log("the run logged for TensorBoard, but the tensorboard package is not installed here: this session "
                 "does not log")
-    config = config.replace(epochs=epochs, tensorboard=tensorboard, **{k: v for k, v in changes.items() if v is not None})
+    minutes = changes.pop("minutes", None) or 0.0  # (a time budget is the session's it was given to, never carried on)
+    config = config.replace(epochs=epochs, tensorboard=tensorboard, minutes=minutes,
+                            **{k: v for k, v in changes.items() if v is not None})
+    with keeping_float64(config.precision):
+        return _resume(config, meta, frames, saved, checkpoint, epochs, logged, callbacks, log)
+
+
+def _resume(config, meta, frames, saved, checkpoint, epochs, logged, callbacks, log):
     config, images, data, gan = _prepare(config)
     config, gan = _networks_before_width(config, gan, saved, checkpoint, log)
     artifacts.restore_variables(gan.state_variables(), saved, checkpoint)
@@ -83,12 +91,10 @@ def resume(checkpoint, epochs, expect=None, callbacks=(), log=print, **changes):
 
 def _prepare(config):
     """What a new and a resumed run do first: the checks that need nothing loaded (a folder that cannot be written,
-    a missing package, TF_CONFIG), --precision auto resolved for this machine (so that the record says which ran),
-    then the images and the GAN. (config, images, data record, gan)."""
+    a missing package, TF_CONFIG), then the images and the GAN. (config, images, data record, gan)."""
     artifacts.check_writable(config.out, "--out")  # now, not after the first epoch
     check_installed(config)
     devices.check_machines(config)
-    config = config.replace(precision=devices.resolve_precision(config.precision))
     images, data = _training_images(config)
     return config, images, data, build_gan(config)
 
@@ -151,11 +157,14 @@ def build_gan(config):
     if backend == "jax" and config.deterministic and "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
         warnings.warn("--deterministic sets TensorFlow's kernels; on JAX, start Python with "
                       "XLA_FLAGS=--xla_gpu_deterministic_ops=true for deterministic GPU kernels", stacklevel=2)
+    # --precision auto is decided here, by the process that trains (a resumed run again, on its own machine).
+    precision = devices.resolve_precision(config.precision)
     if config.precision == "mixed_bfloat16" and not devices.native_bf16():
-        warnings.warn("--precision mixed_bfloat16 on a processor without bfloat16 arithmetic (no GPU, no AVX512_BF16 "
-                      "or AMX): it is emulated, slower than float32 (measure with prendas bench)", stacklevel=2)
-    if backend == "jax" and config.precision == "float64":
-        _jax_float64()
+        warnings.warn("--precision mixed_bfloat16 on a processor without bfloat16 arithmetic (no GPU of compute "
+                      "capability 8.0 or more, no AVX512_BF16 or AMX): it is emulated, slower than float32 (measure with "
+                      "prendas bench); --precision auto picks for the machine (a resume may change it)", stacklevel=2)
+    if backend == "jax" and precision == "float64":
+        _check_jax_float64()  # (and the caller keeps Keras's float64: keeping_float64)
     strategy = devices.set_up(config)
     if backend == "tensorflow":
         import tensorflow as tf
@@ -172,7 +181,7 @@ def build_gan(config):
         # The layers compute in the chosen precision (their weights stay float32); the policy is global
         # in Keras, so it is set only while the networks are built.
         previous_policy = keras.config.dtype_policy()
-        keras.config.set_dtype_policy(config.precision)
+        keras.config.set_dtype_policy(precision)
         try:
             # Dropout is the tutorial's; a WGAN-GP critic and a hinge discriminator train without it, as in their papers.
             discriminator = build_discriminator(
@@ -197,23 +206,42 @@ def build_gan(config):
             "g_optimizer": keras.optimizers.Adam(config.g_lr, beta_1=config.resolved("beta_1"),
                                                  beta_2=config.resolved("beta_2"), name="g_adam"),
         }
-        if config.precision == "mixed_float16":  # float16 gradients underflow without a loss scale
+        if precision == "mixed_float16":  # float16 gradients underflow without a loss scale
             optimizers = {k: keras.optimizers.LossScaleOptimizer(o, name=o.name + "_scaled") for k, o in optimizers.items()}
         gan.compile(**optimizers, steps_per_execution=config.steps_per_execution, jit_compile=config.xla)
         gan.build_optimizers()
     return gan
 
 
-def _jax_float64():
-    """Let JAX compute in float64, for the rest of the process: its 64-bit arrays on, and Keras's type promotion no
-    longer turning float64 into float32 (Keras 3 does that on JAX, as JAX does without 64-bit arrays: every op on a
-    Python number would round to float32). Keras has no setting for it; the table it reads is changed, where it
-    exists."""
+def _check_jax_float64():
+    """float64 on JAX needs JAX's 64-bit arrays, which only the start of a process may turn on: turned on by a run,
+    they would change every computation after it (a notebook's later runs, a test's)."""
     import jax
+
+    if not jax.config.jax_enable_x64:
+        raise PrendasError("--precision float64 on JAX needs its 64-bit arrays on from the start of the process: run "
+                           "Python with JAX_ENABLE_X64=1 (or train in float32)")
+
+
+@contextlib.contextmanager
+def keeping_float64(precision):
+    """While a float64 run on JAX builds and trains: Keras's type promotion keeps float64, which on JAX it turns into
+    float32 (as JAX does without 64-bit arrays: every op on a Python number would round to float32); put back as it
+    was afterwards. Keras has no setting for it: the table it reads is changed while the block runs, where it exists.
+    Elsewhere (TensorFlow, another precision) it does nothing."""
+    if keras.backend.backend() != "jax" or devices.resolve_precision(precision) != "float64":
+        yield
+        return
     from keras.src.backend.common import dtypes
 
-    jax.config.update("jax_enable_x64", True)
-    getattr(dtypes, "BIT64_TO_BIT32_DTYPE", {}).pop("float64", None)
+    _check_jax_float64()
+    table = getattr(dtypes, "BIT64_TO_BIT32_DTYPE", {})
+    before = table.pop("float64", None)
+    try:
+        yield
+    finally:
+        if before is not None:
+            table["float64"] = before
 
 
 def _training_images(config):
@@ -261,9 +289,10 @@ def _fit_here(run, images, callbacks, log, scratch):
     log(
         f"run {run.tag} ({config.recipe()}): {len(images):,} images{note} from {run.data['source']}, "
         + (f"epochs {run.first_epoch + 1}-{run.last_epoch}" if config.epochs > 1 else f"epoch {run.last_epoch}")
+        + (f" (or as many as end within {config.minutes:g} minutes)" if config.minutes and config.epochs > 1 else "")
         + f", {steps} step{'s' if steps > 1 else ''} of "
         f"{config.batch_size} images each"
-        + (f" over {replicas} devices" if replicas > 1 else "") + ", "
+        + (f" over {replicas} devices" if replicas > 1 else "") + f", in {devices.explain_precision(config.precision)}, "
         + ("writing nothing: the chief (worker 0, or the chief task) writes the files" if scratch
            else f"writing to {Path(config.out).resolve()}")
     )

@@ -13,6 +13,8 @@ from prendas.gan import GAN
 from prendas.losses import cosine_decay
 from prendas.models import build_discriminator, build_generator
 
+pytestmark = pytest.mark.numeric  # (compares computed numbers: CI runs it again held to AVX2)
+
 
 def _draw_for_shift(shift, reach=4):
     """The uniform number in [0, 1) that translate turns into `shift` pixels (the middle of its interval)."""

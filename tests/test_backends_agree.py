@@ -23,6 +23,8 @@ import pytest
 from agreement import TOLERANCE, assert_weights_agree
 from conftest import ROOT
 
+pytestmark = pytest.mark.numeric  # (compares computed numbers: CI runs it again held to AVX2)
+
 pytest.importorskip("jax", reason="the JAX backend needs jax: pip install -r requirements-dev.txt")
 
 RECIPES = {
@@ -44,16 +46,19 @@ RECIPES = {
 STEPS = 2
 
 SCRIPT = r"""
-import json, sys
+import contextlib, json, sys
 import keras
 import numpy as np
 from keras import ops
 from prendas import devices
 from prendas.config import TrainConfig
 from prendas.data import load_fashion_mnist, select_images
-from prendas.train import build_gan
+from prendas.train import build_gan, keeping_float64
 
 folder, recipes, steps = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+# The whole script computes in float64 (on JAX: Keras's promotion keeps float64 until the process ends).
+float64 = contextlib.ExitStack()
+float64.enter_context(keeping_float64("float64"))
 
 
 def save(path, gan, **extra):
@@ -136,7 +141,7 @@ print("ok")
 
 
 def _run(backend, folder):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), KERAS_BACKEND=backend, JAX_PLATFORMS="cpu")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), KERAS_BACKEND=backend, JAX_PLATFORMS="cpu", JAX_ENABLE_X64="1")
     result = subprocess.run([sys.executable, "-c", SCRIPT, str(folder), json.dumps(RECIPES), str(STEPS)], cwd=ROOT,
                             env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]

@@ -14,6 +14,8 @@ import pytest
 from agreement import TOLERANCE, assert_weights_agree
 from conftest import ROOT, run_cli
 
+pytestmark = pytest.mark.numeric  # (compares computed numbers: CI runs it again held to AVX2)
+
 TWO_CPUS = """
 import sys
 import tensorflow as tf

@@ -12,6 +12,8 @@ from prendas.models import build_generator
 from prendas.notebook import GarmentExplorer, shipped_generator_path
 from prendas.sampling import generate_images, interpolate_latents, latent_batch, load_generator
 
+pytestmark = pytest.mark.numeric  # (compares computed numbers: CI runs it again held to AVX2)
+
 
 def _pixels(png, scale):
     return np.asarray(Image.open(io.BytesIO(png)))[::scale, ::scale]
@@ -40,17 +42,22 @@ def test_it_shows_the_garments_of_the_class_and_seed_chosen(shipped):
 
 
 def test_the_slider_walks_from_the_first_garment_to_another_of_its_class(shipped):
+    """Bit for bit only where the computation is the same (one garment at a time); the first garment of the grid is
+    drawn in a batch of 16, which rounds differently on some processors, so it is asked to look the same."""
     explorer = GarmentExplorer(shipped, seed=2)
     explorer.garment.value = 7  # sneakers
     z, sneaker = latent_batch(16, 100, 2), np.full(1, 7)
-    assert np.array_equal(_pixels(explorer.between.value, 6), explorer.images[0])  # at 0: the first garment
+    at_start = generate_images(shipped, z[:1], sneaker)[0]
+    assert np.array_equal(_pixels(explorer.between.value, 6), at_start)  # at 0: the first garment...
+    assert np.array_equal(_pixels(explorer.start.value, 3), at_start)  # ...which the left picture shows
+    assert np.abs(at_start.astype(int) - explorer.images[0]).mean() < 1  # the grid's first garment (its batch of 16)
     explorer.walk.value = 1.0
     assert np.array_equal(explorer.walked, generate_images(shipped, z[1:2], sneaker)[0])
     assert np.array_equal(_pixels(explorer.end.value, 3), explorer.walked)
     explorer.walk.value = 0.5
     halfway = interpolate_latents(z[0], z[1], 21)[10]
     assert np.array_equal(explorer.walked, generate_images(shipped, halfway[None], sneaker)[0])
-    assert not np.array_equal(explorer.walked, explorer.images[0])
+    assert np.abs(explorer.walked.astype(int) - at_start).mean() > 5  # halfway is another garment
 
 
 def test_an_unconditional_generator_has_no_class_to_choose():

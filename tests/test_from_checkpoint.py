@@ -13,6 +13,8 @@ from prendas.config import TrainConfig
 from prendas.sampling import generate_images, latent_batch
 from prendas.train import train
 
+pytestmark = pytest.mark.numeric  # (compares computed numbers: CI runs it again held to AVX2)
+
 TINY = dict(images=256, batch_size=64, latent_dim=16)
 
 

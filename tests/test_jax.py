@@ -15,7 +15,12 @@ from conftest import ROOT, run_cli
 
 from prendas.sampling import generate_images, latent_batch
 
+pytestmark = pytest.mark.numeric  # (compares computed numbers: CI runs it again held to AVX2)
+
 pytest.importorskip("jax", reason="the JAX backend needs jax: pip install -r requirements-dev.txt")
+
+# float64 on JAX (the agreement tests') needs JAX's 64-bit arrays on from the start of the process.
+X64 = {"JAX_ENABLE_X64": "1"}
 
 # Run Python with KERAS_BACKEND=jax and `import tensorflow` made to fail, as where it is not installed.
 NO_TENSORFLOW = "import sys; sys.modules['tensorflow'] = None\n"
@@ -84,11 +89,15 @@ def test_several_steps_per_call_train_exactly_as_one_and_16_bit_precisions_train
         # float16 with a dynamic loss scale: steps whose gradients overflow are skipped, not applied
         f = fit("fp16", images=8, batch_size=4, precision="mixed_float16", loss="wgan-gp", d_steps=2)
         assert 0 < int(f.gan.d_optimizer.iterations) <= 2
-        # --precision auto (--preset best's): resolved before the step is built, as on TensorFlow, and recorded
+        # --precision auto (--preset best's): decided by the process that builds the step, as on TensorFlow; the
+        # run keeps "auto" and records what it ran
         from prendas import devices
         a = fit("auto", images=8, batch_size=4, precision="auto")
-        assert a.config.precision == devices.resolve_precision("auto") != "auto"
-        assert a.gan.generator.dtype_policy.name == a.config.precision
+        assert a.config.precision == "auto" and a.gan.generator.dtype_policy.name == devices.resolve_precision("auto")
+        assert a.record("complete")["machine"]["precision"] == devices.resolve_precision("auto")
+        # a float32 run after the float64 ones: what a fresh process trains (the float64 runs changed nothing)
+        after = fit("after", precision="float32")
+        np.savez("/tmp/prendas-jax-test/after.npz", *after.gan.generator.get_weights())
         for run in (h, f):
             assert all(np.isfinite(x).all() for x in run.gan.generator.get_weights())
             assert np.isfinite(run.history[-1]["d_loss"]) and np.isfinite(run.history[-1]["g_loss"])
@@ -96,9 +105,31 @@ def test_several_steps_per_call_train_exactly_as_one_and_16_bit_precisions_train
         moved = [np.abs(a - b).max() for a, b in zip(h.gan.ema_generator.get_weights(), h.gan.generator.get_weights())]
         assert max(moved) > 0
         print("ok")
-    """)
+    """, extra_env=X64)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")
+    fresh = run_without_tensorflow("""
+        import numpy as np
+        from prendas.config import TrainConfig
+        from prendas.train import train
+        run = train(TrainConfig(epochs=1, images=48, batch_size=16, seed=3, out="/tmp/prendas-jax-test/fresh"),
+                    log=lambda line: None)
+        with np.load("/tmp/prendas-jax-test/after.npz") as after:
+            assert [w.tobytes() for w in run.gan.generator.get_weights()] == [after[k].tobytes() for k in after.files]
+        print("ok")
+    """, extra_env=X64)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert fresh.stdout.strip().endswith("ok")
+
+
+def test_float64_on_jax_asks_for_64_bit_arrays_from_the_start(tmp_path):
+    """Turned on by a run, JAX's 64-bit arrays would change every later computation of the process: without them,
+    --precision float64 is one line, before anything trains or is written."""
+    result = cli_without_tensorflow("train", "--precision", "float64", "--epochs", 1, "--images", 16, "--batch-size", 16,
+                                    "--out", tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-3000:]
+    assert "JAX_ENABLE_X64=1" in result.stderr
+    assert not list(tmp_path.rglob("*.*"))
 
 
 def test_devices_all_splits_each_batch_over_two_devices_with_the_result_of_one():
@@ -131,6 +162,6 @@ def test_devices_all_splits_each_batch_over_two_devices_with_the_result_of_one()
         else:
             raise AssertionError("an uneven split was accepted")
         print("ok")
-    """, extra_env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    """, extra_env={"XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2", **X64})
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")

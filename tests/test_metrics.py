@@ -5,6 +5,8 @@ import pytest
 
 from prendas import metrics
 
+pytestmark = pytest.mark.numeric  # (compares computed numbers: CI runs it again held to AVX2)
+
 
 def _gaussian(n, mean, cov, seed):
     return np.random.default_rng(seed).multivariate_normal(mean, cov, size=n)

@@ -12,7 +12,7 @@ from prendas.run import ProgressLogger, time_left
 
 def _run(history_seconds, first_epoch=0, last_epoch=5, batch_size=100):
     history = [{"epoch": i + 1, "seconds": s} for i, s in enumerate(history_seconds)]
-    config = types.SimpleNamespace(batch_size=batch_size, epochs=last_epoch - first_epoch)
+    config = types.SimpleNamespace(batch_size=batch_size, epochs=last_epoch - first_epoch, minutes=0.0)
     return types.SimpleNamespace(history=history, first_epoch=first_epoch, last_epoch=last_epoch, config=config)
 
 
@@ -55,3 +55,19 @@ def test_the_notebook_bar_shows_the_time_left():
     assert "epoch 2/4 done" in between and "this epoch" not in between and "the run: about 2m00s left" in between
     assert "epoch 1/4 &middot;" in monitor._bar_html(0.0)  # before the first step
     assert "left" not in monitor._bar_html(4.0, (0.0, 0.0))  # finished: nothing left to announce
+
+
+def test_with_minutes_the_time_left_ends_with_the_budget_and_the_bar_measures_time(monkeypatch):
+    """--minutes 5, 200 s into the session, epoch 2 of at most 10 half done (30 s left in it, 60 s an epoch): the run
+    has about 100 s left, not 8 more epochs; the notebook's bar fills with the time, not the epochs."""
+    run = _run([60.0], last_epoch=10)
+    run.config.minutes, run.session_start = 5.0, 1000.0
+    monkeypatch.setattr(run_module, "clock", lambda: 1200.0)
+    assert time_left(run, 1, 20, 40, 30.0) == pytest.approx((30.0, 100.0))
+    monitor = NotebookMonitor()
+    monitor.set_run(run)
+    monitor._started = __import__("time").perf_counter() - 200
+    html = monitor._bar_html(1.5, (30.0, 100.0))
+    assert 'max="300.0"' in html and "epoch 2 &middot; 3m20s elapsed of at most about 5m00s" in html
+    run.last_epoch = 2  # the run stopped there (Run.stop_here)
+    assert "the run stops here: 2 epochs fit" in monitor._bar_html(2.0)

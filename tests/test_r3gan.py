@@ -16,6 +16,7 @@ def _softplus(x):
     return np.log1p(np.exp(x))
 
 
+@pytest.mark.numeric
 def test_the_relativistic_loss_scores_each_real_image_against_its_fake():
     real, fake = np.array([[2.0], [0.0], [-1.0]]), np.array([[1.0], [0.5], [-3.0]])
     # D: softplus(-(real - fake)), G: softplus(-(fake - real)), each averaged over the pairs
@@ -27,6 +28,7 @@ def test_the_relativistic_loss_scores_each_real_image_against_its_fake():
     assert float(generator_loss(np.array([[0.0]]), "rpgan", np.array([[30.0]]))) == pytest.approx(30, rel=1e-6)
 
 
+@pytest.mark.numeric
 def test_r1_and_r2_of_a_linear_critic_are_gamma_half_its_squared_weight():
     """A linear critic w.x has gradient w at every image: the penalty is gamma/2 |w|^2, whatever the images."""
     critic = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(1, use_bias=False)])
@@ -62,6 +64,7 @@ def _lazy_judge(steps, dtype=None):
     return gan, judged, images.reshape(6, -1) @ w
 
 
+@pytest.mark.numeric
 def test_lazy_penalties_come_every_k_steps_with_k_times_the_weight():
     """--reg-every 4: the penalty at discriminator steps 0, 4, 8 ... weighs 4 gamma/2 |w|^2, nothing between, the same
     scores at every step: over any 4 steps the same total weight as every step's gamma/2 |w|^2."""
@@ -110,6 +113,7 @@ def test_lazy_penalties_in_bfloat16_come_out_in_float32_with_the_same_known_answ
     assert [float(penalty) for _, penalty in judged] == [4 * 0.2 / 2 * 25, 0, 0, 0]
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize("steps, expected_half_life", [(1, 0.05 * 64), (100, 0.05 * 6_400), (10_000, 1_000.0)])
 def test_the_average_has_a_half_life_of_5_percent_of_the_images_seen_up_to_ema_kimg(steps, expected_half_life):
     """StyleGAN2-ADA's ramp: after t generator steps of B images the half-life is min(K x 1000, 0.05 t B) images."""

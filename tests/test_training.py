@@ -102,6 +102,7 @@ def test_generate_draws_from_a_saved_model(first_run, tmp_path):
     assert again.read_bytes() == png.read_bytes()  # the seed fixes the garments
 
 
+@pytest.mark.numeric
 def test_resume_continues_exactly(first_run, tmp_path):
     """2 epochs, then 2 more after a resume in a new process == 4 epochs straight."""
     out, _ = first_run
@@ -128,6 +129,7 @@ def test_resume_continues_exactly(first_run, tmp_path):
     assert Image.open(out / f"images/progress_{resumed_tag}.gif").n_frames == 4  # frames of all 4 epochs
 
 
+@pytest.mark.numeric
 def test_several_steps_per_call_train_exactly_as_one(tmp_path):
     """--steps-per-execution changes how steps are dispatched, not what they compute (3 does not divide 5 steps)."""
     runs = [
@@ -160,3 +162,39 @@ def test_a_killed_run_leaves_a_loadable_checkpoint(tmp_path):
     result = run_cli("train", "--resume", checkpoint, "--epochs", 1)
     assert result.returncode == 0, result.stderr
     assert f"epoch {meta['epochs_done'] + 1}/{meta['epochs_done'] + 1}" in result.stdout
+
+
+@pytest.mark.numeric
+def test_minutes_stop_a_run_after_the_last_epoch_that_fits_and_it_resumes_exactly(tmp_path, monkeypatch):
+    """--minutes 5 with epochs that take 100 s (a clock of the test's, read at the start and at each epoch's end): the
+    run stops after 3 of 10 epochs (a fourth would end at 400 s), its files tagged 3ep, its record saying why; resumed
+    for 1 more it is the run of 4 epochs straight. The best generator so far (--eval-every) goes to the new tag too."""
+    import itertools
+
+    from prendas import run as run_module
+    from prendas.train import resume
+
+    ticks = itertools.count(0, 100)
+    monkeypatch.setattr(run_module, "clock", lambda: next(ticks))
+    settings = dict(images=300, batch_size=64, seed=5, deterministic=True, eval_every=2, eval_samples=100)
+    said = []
+    run = train(TrainConfig(epochs=10, minutes=5, out=str(tmp_path / "timed"), **settings), log=said.append)
+    assert run.epochs_done == 3 and re.fullmatch(TAG % "3", run.tag)
+    assert "--minutes 5: the next epoch would end past 5m00s, so the run stops after 3 of 10 epochs" in "\n".join(said)
+    names = files_under(tmp_path / "timed")
+    assert all(run.tag in name for name in names)  # (none left under the tag of the 10 epochs asked for)
+    assert {f"models/generator_{run.tag}.keras", f"models/generator_best_{run.tag}.keras",
+            f"checkpoints/checkpoint_{run.tag}.npz", f"checkpoints/checkpoint_best_{run.tag}.npz"} <= set(names)
+    record = json.loads(run.paths["run_json"].read_text())
+    assert record["status"] == "complete" and record["segments"] == [3] and record["epochs_done"] == 3
+    assert record["stopped_by_minutes"] == {"minutes": 5, "epochs_asked": 10}
+    assert record["best"]["generator"] == str(run.paths["generator_best"])
+    meta, _, _ = load_checkpoint(run.paths["checkpoint"])
+    assert meta["status"] == "complete" and meta["tag"] == run.tag
+
+    resumed = resume(run.paths["checkpoint"], 1, log=lambda line: None)  # (a budget is its session's: not carried)
+    assert resumed.config.minutes == 0
+    assert re.fullmatch(TAG % r"3\+1", resumed.tag) and resumed.epochs_done == 4
+    straight = train(TrainConfig(epochs=4, out=str(tmp_path / "straight"), **settings), log=lambda line: None)
+    for a, b in zip(straight.gan.generator.get_weights(), resumed.gan.generator.get_weights()):
+        np.testing.assert_array_equal(a, b)
