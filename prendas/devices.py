@@ -23,6 +23,8 @@ def check_machines(config):
         return
     if config.devices == "1":
         raise PrendasError("TF_CONFIG is set (a run over several machines): add --devices all, or unset TF_CONFIG")
+    if config.minutes:  # (each machine would stop by its own clock, and the others wait for it forever)
+        raise PrendasError("--minutes is for one machine: over several (TF_CONFIG), give --epochs alone")
     if keras.backend.backend() != "tensorflow":
         raise PrendasError("TF_CONFIG is set (a run over several machines), which only the TensorFlow backend "
                            "follows: unset it, or train with KERAS_BACKEND=tensorflow")

@@ -291,14 +291,15 @@ class ProgressLogger(keras.callbacks.Callback):
         record = run.history[-1]
         times = [h["seconds"] for h in run.history[-(epoch + 1 - run.first_epoch) :]]
         eta = sum(times) / len(times) * (run.last_epoch - epoch - 1)
-        width = len(str(run.last_epoch))
+        asked = run.first_epoch + run.planned_epochs if run.planned_epochs else run.last_epoch  # (--minutes stopped it)
+        width = len(str(asked))
         end = "\r\x1b[K" if self.live else ""  # clear the live line
         self.log(
-            f"{end}epoch {epoch + 1:>{width}}/{run.last_epoch}  d_loss {record['d_loss']:.4f}  "
+            f"{end}epoch {epoch + 1:>{width}}/{asked}  d_loss {record['d_loss']:.4f}  "
             f"g_loss {record['g_loss']:.4f}  {record['images_per_s']:,.0f} img/s  "
             f"{record['seconds']:.1f}s  eta {format_seconds(eta)}{_quality(run, epoch)}"
             + (f"\n--minutes {run.config.minutes:g}: the next epoch would end past {format_seconds(run.config.minutes * 60)}"
-               f", so the run stops after {run.epochs_done} of {run.planned_epochs + run.first_epoch} epochs"
+               f", so the run stops after {run.epochs_done} of {asked} epochs"
                if run.planned_epochs and epoch + 1 == run.last_epoch else "")
         )
 

@@ -96,6 +96,38 @@ def test_load_generator_checks_what_it_loads(tmp_path):
         sampling.load_generator(tmp_path / "junk.keras")
 
 
+def test_what_a_run_saves_computes_in_float32_and_draws_in_the_precision_asked(tmp_path):
+    """Precision belongs to a run, not to its files (issue 33): a generator built in bfloat16 (a --precision auto run
+    where the hardware has it) is saved computing in float32, its weights bit for bit; loading draws in float32 unless
+    bfloat16 is asked for; a file saved the old way (its layers in mixed_bfloat16) loads in float32 too."""
+    import zipfile
+
+    import keras
+
+    from prendas.devices import resolve_precision
+    from prendas.models import computes_in
+    from prendas.run import save_network
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        trained = build_generator(12, conditional=True, width=8)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    weights = [w.tobytes() for w in trained.get_weights()]
+    assert computes_in(trained) == ["mixed_bfloat16"]
+    save_network(trained, tmp_path / "g.keras")
+    assert b"mixed_bfloat16" not in zipfile.ZipFile(tmp_path / "g.keras").read("config.json")
+    artifacts.save_model(trained, tmp_path / "old.keras")  # (as runs saved it before 2026-12-08)
+    assert b"mixed_bfloat16" in zipfile.ZipFile(tmp_path / "old.keras").read("config.json")
+    for name in ("g.keras", "old.keras"):
+        for precision, computes in ((None, "float32"), ("float32", "float32"), ("mixed_bfloat16", "mixed_bfloat16"),
+                                    ("auto", resolve_precision("auto"))):
+            loaded = sampling.load_generator(tmp_path / name, precision=precision)
+            assert computes_in(loaded) == [computes] and [w.tobytes() for w in loaded.get_weights()] == weights
+    with pytest.raises(PrendasError, match="precision must be one of float32, .*, got 'float8'"):
+        sampling.load_generator(tmp_path / "g.keras", precision="float8")
+
+
 def test_image_grid_layout():
     images = np.full((5, 28, 28), 7, np.uint8)
     grid = artifacts.image_grid(images, cols=3, pad=2, scale=1)

@@ -194,6 +194,10 @@ def test_tf_config_is_checked(tmp_path, monkeypatch, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err
         assert not (tmp_path / "out").exists()
+    monkeypatch.setenv("TF_CONFIG", two)  # (each machine would stop by its own clock: the others would wait forever)
+    assert main([*map(str, common), "--devices", "all", "--minutes", "5"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--minutes is for one machine" in err and not (tmp_path / "out").exists()
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CONFIG=two, KERAS_BACKEND="jax")
     result = subprocess.run([sys.executable, "-m", "prendas", *map(str, common), "--devices", "all"], cwd=ROOT,
                             env=env, capture_output=True, text=True)
