@@ -90,7 +90,8 @@ def claim_tag(out, tag):
     candidate, n = tag, 1
     while True:
         paths = run_paths(out, candidate, ema=True, evaluations=True)
-        if not any(p.exists() for p in paths.values()):
+        # (and not the TensorBoard folder of a run that --minutes tagged anew: it logs on under its first tag)
+        if not any(p.exists() for p in paths.values()) and not (Path(out) / "logs" / candidate).exists():
             try:
                 paths["run_json"].parent.mkdir(parents=True, exist_ok=True)
                 with open(paths["run_json"], "x") as f:  # (exclusive: fails if another run created it first)
@@ -206,6 +207,14 @@ def write_text(path, text):
 
 def write_json(path, data):
     write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def copy_file(source, path):
+    """A copy of `source` at `path`, written as every file is (a temporary name, then renamed)."""
+    import shutil
+
+    with atomic_path(path) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def save_model(model, path):

@@ -18,6 +18,7 @@ from prendas import devices
 from prendas.config import TrainConfig, check_bench
 from prendas.gan import step_backend
 from prendas.models import build_discriminator, build_generator
+from prendas.precision import native_bf16, resolve_precision
 
 
 def forward_flops(model):
@@ -143,7 +144,7 @@ def project_config(preset, precision=None, **settings):
     else float32; "auto" resolved as a run resolves it)."""
     given = {"precision": precision} if precision else {}
     config = TrainConfig.preset(preset, **settings, **given)
-    return config.replace(precision=devices.resolve_precision(config.precision))
+    return config.replace(precision=resolve_precision(config.precision))
 
 
 def whole_batches(batch_size):
@@ -201,7 +202,7 @@ def run_benchmark(batch_size=256, steps=10, repeats=3, latent_dim=100, steps_per
         memory["gpu_peak_bytes"] = gpu_peak_bytes()
     result = {
         "machine": devices.machine_name(),
-        "native_bf16": devices.native_bf16(),
+        "native_bf16": native_bf16(),
         "backend": backend,
         "device": "GPU" if gpus else "CPU",
         "versions": devices.versions(),

@@ -133,7 +133,7 @@ class NotebookMonitor(keras.callbacks.Callback):
                     + f" &middot; the run: about {format_seconds(left[1])} left")
         budget = self.run.config.minutes * 60
         if budget:  # (--minutes: the bar measures the time, the epochs are as many as fit)
-            ended = self.run.last_epoch == epoch and between
+            ended = bool(self.run.planned_epochs) and self.run.last_epoch == epoch and between  # (stopped by the time)
             return (
                 f'<progress value="{budget if ended else min(elapsed, budget):.1f}" max="{budget:.1f}" '
                 f'style="width:60%"></progress> epoch {epoch}{" done" if between else ""} &middot; '

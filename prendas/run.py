@@ -6,6 +6,7 @@ progress lines. File names come from prendas.artifacts.
 """
 
 import datetime
+import json
 import platform
 import sys
 import time
@@ -17,6 +18,7 @@ import numpy as np
 from prendas import Diverged, artifacts, devices, format_seconds
 from prendas.data import epoch_order
 from prendas.models import in_precision
+from prendas.precision import native_bf16
 from prendas.sampling import balanced_labels, generate_images, latent_batch
 
 
@@ -48,7 +50,7 @@ class Run:
         self.epoch_ends = []
         self.planned_epochs = None  # the epochs asked for, where --minutes stopped the run before them
         self.machine_name = devices.machine_name()  # read once (/proc/cpuinfo, the GPU list), not at every checkpoint
-        self.native_bf16 = devices.native_bf16()
+        self.native_bf16 = native_bf16()
         # A conditional GAN's grid has a column per class (8 x 10), the others are 8 x 8.
         self.grid_cols = 10 if gan.conditional else 8
         self.fixed_z = latent_batch(8 * self.grid_cols, gan.latent_dim, [config.seed, 3])
@@ -87,24 +89,35 @@ class Run:
 
     def stop_here(self):
         """End the run after this epoch (--minutes): its files take the tag of the epochs it did ("2026-12-08-0130_6ep_
-        60000imgs", not the 20 asked for). Its checkpoint is written under the new tag before the old one goes, so a
-        run killed meanwhile still resumes."""
+        60000imgs", not the 20 asked for). Everything is written under the new tag (this session's best so far too,
+        copied and naming it) before the old names go, so a run killed meanwhile still resumes from either."""
         self.planned_epochs, self.last_epoch = self.config.epochs, self.epochs_done
         when = datetime.datetime.strptime(self.tag[:15], "%Y-%m-%d-%H%M")
         tag = artifacts.claim_tag(self.config.out, artifacts.run_tag(self.segments_done(), self.config.images, when))
-        before = self.paths
-        self.tag = tag
+        before, self.tag = self.paths, tag
         self.paths = artifacts.run_paths(self.config.out, tag, ema=self.config.averaged,
                                          evaluations=bool(self.config.eval_every or self.evaluations))
-        if self.best and Path(self.best["generator"]) == before.get("generator_best"):  # this session's best, renamed
-            for name in ("generator_best", "evaluation_best", "checkpoint_best"):
-                before[name].replace(self.paths[name])
+        gone = [before["run_json"]]
+        if before["checkpoint"] != self.paths["checkpoint"] and str(before["checkpoint"]) != self.resumed_from:
+            gone.append(before["checkpoint"])
+        if self.best and Path(self.best["generator"]) == before.get("generator_best"):  # this session's best
             self.best = {**self.best, "generator": str(self.paths["generator_best"]),
                          "checkpoint": str(self.paths["checkpoint_best"])}
+            self._best_under_this_tag(before)
+            gone += [before[name] for name in ("generator_best", "evaluation_best", "checkpoint_best")]
         self.save_checkpoint()
-        if before["checkpoint"] != self.paths["checkpoint"] and str(before["checkpoint"]) != self.resumed_from:
-            before["checkpoint"].unlink(missing_ok=True)
-        before["run_json"].unlink(missing_ok=True)
+        for path in gone:
+            path.unlink(missing_ok=True)
+
+    def _best_under_this_tag(self, before):
+        """The best generator so far, its evaluation and its checkpoint, written again under this tag, naming it."""
+        artifacts.copy_file(before["generator_best"], self.paths["generator_best"])
+        evaluation = json.loads(before["evaluation_best"].read_text())
+        artifacts.write_json(self.paths["evaluation_best"], {**evaluation, "model": self.best["generator"],
+                                                             "run": {**evaluation["run"], "tag": self.tag}})
+        meta, frames, groups = artifacts.load_checkpoint(before["checkpoint_best"])
+        meta = {**meta, "tag": self.tag, "best": self.best, "files": {k: str(p) for k, p in self.paths.items()}}
+        artifacts.save_checkpoint(self.paths["checkpoint_best"], groups, meta, frames)
 
     def record(self, status):
         """The run.json contents."""
@@ -291,6 +304,8 @@ class ProgressLogger(keras.callbacks.Callback):
         record = run.history[-1]
         times = [h["seconds"] for h in run.history[-(epoch + 1 - run.first_epoch) :]]
         eta = sum(times) / len(times) * (run.last_epoch - epoch - 1)
+        if run.config.minutes and run.epoch_ends:  # (no later than the budget; RunRecorder noted this epoch's end)
+            eta = min(eta, max(0.0, run.config.minutes * 60 - (run.epoch_ends[-1] - run.session_start)))
         asked = run.first_epoch + run.planned_epochs if run.planned_epochs else run.last_epoch  # (--minutes stopped it)
         width = len(str(asked))
         end = "\r\x1b[K" if self.live else ""  # clear the live line

@@ -9,8 +9,8 @@ import keras
 import numpy as np
 
 from prendas import PrendasError, artifacts
-from prendas.devices import resolve_precision
 from prendas.models import NUM_CLASSES, generator_of, generator_signature, in_precision
+from prendas.precision import resolve_precision
 
 
 def to_uint8(images):

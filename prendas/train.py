@@ -19,6 +19,7 @@ from prendas.config import RESUME_OPTIONS, TUTORIAL_DROPOUT, TrainConfig, check_
 from prendas.data import load_fashion_mnist, select_images, steps_per_epoch
 from prendas.gan import GAN, step_backend
 from prendas.models import build_discriminator, generator_of
+from prendas.precision import explain_precision, native_bf16, resolve_precision
 from prendas.run import ProgressLogger, Run, RunRecorder
 
 
@@ -53,6 +54,10 @@ def resume(checkpoint, epochs, expect=None, callbacks=(), log=print, **changes):
         raise Diverged(f"{checkpoint} holds non-finite weights (NaN or infinity) and cannot be resumed: resume an "
                        f"earlier checkpoint of the run")
     config = TrainConfig.from_dict(meta["config"])
+    if changes.get("precision") not in (None, config.precision) and "mixed_float16" in (changes["precision"],
+                                                                                       config.precision):
+        raise PrendasError(f"--precision cannot change to or from mixed_float16 when resuming (the checkpoint trained "
+                           f"in {config.precision}): float16's optimizers keep a loss scale the others do not")
     for name, value in (expect or {}).items():
         if value != getattr(config, name):
             raise PrendasError(
@@ -158,8 +163,8 @@ def build_gan(config):
         warnings.warn("--deterministic sets TensorFlow's kernels; on JAX, start Python with "
                       "XLA_FLAGS=--xla_gpu_deterministic_ops=true for deterministic GPU kernels", stacklevel=2)
     # --precision auto is decided here, by the process that trains (a resumed run again, on its own machine).
-    precision = devices.resolve_precision(config.precision)
-    if config.precision == "mixed_bfloat16" and not devices.native_bf16():
+    precision = resolve_precision(config.precision)
+    if config.precision == "mixed_bfloat16" and not native_bf16():
         warnings.warn("--precision mixed_bfloat16 on a processor without bfloat16 arithmetic (no GPU of compute "
                       "capability 8.0 or more, no AVX512_BF16 or AMX): it is emulated, slower than float32 (measure with "
                       "prendas bench); --precision auto picks for the machine (a resume may change it)", stacklevel=2)
@@ -228,8 +233,9 @@ def keeping_float64(precision):
     """While a float64 run on JAX builds and trains: Keras's type promotion keeps float64, which on JAX it turns into
     float32 (as JAX does without 64-bit arrays: every op on a Python number would round to float32); put back as it
     was afterwards. Keras has no setting for it: the table it reads is changed while the block runs, where it exists.
-    Elsewhere (TensorFlow, another precision) it does nothing."""
-    if keras.backend.backend() != "jax" or devices.resolve_precision(precision) != "float64":
+    Elsewhere (TensorFlow, another precision) it does nothing. (A float64 GAN used after its run, outside the block,
+    computes its ops on Python numbers in float32 again: draw from its saved files, or inside the block.)"""
+    if keras.backend.backend() != "jax" or resolve_precision(precision) != "float64":
         yield
         return
     from keras.src.backend.common import dtypes
@@ -292,7 +298,7 @@ def _fit_here(run, images, callbacks, log, scratch):
         + (f" (or as many as end within {config.minutes:g} minutes)" if config.minutes and config.epochs > 1 else "")
         + f", {steps} step{'s' if steps > 1 else ''} of "
         f"{config.batch_size} images each"
-        + (f" over {replicas} devices" if replicas > 1 else "") + f", in {devices.explain_precision(config.precision)}, "
+        + (f" over {replicas} devices" if replicas > 1 else "") + f", in {explain_precision(config.precision)}, "
         + ("writing nothing: the chief (worker 0, or the chief task) writes the files" if scratch
            else f"writing to {Path(config.out).resolve()}")
     )

@@ -17,6 +17,8 @@ def test_run_tag_reads_like_the_original_runs():
 
 def test_same_minute_runs_get_distinct_tags(tmp_path):
     tag = artifacts.run_tag([2], 300, WHEN)
+    (tmp_path / "logs" / artifacts.run_tag([3], 300, WHEN)).mkdir(parents=True)  # (a run --minutes tagged anew logs there)
+    assert artifacts.claim_tag(tmp_path, artifacts.run_tag([3], 300, WHEN)).endswith("_3ep_300imgs_2")
     assert artifacts.claim_tag(tmp_path, tag) == tag
     artifacts.write_json(artifacts.run_paths(tmp_path, tag)["run_json"], {})
     assert artifacts.claim_tag(tmp_path, tag) == tag + "_2"
@@ -104,8 +106,8 @@ def test_what_a_run_saves_computes_in_float32_and_draws_in_the_precision_asked(t
 
     import keras
 
-    from prendas.devices import resolve_precision
     from prendas.models import computes_in
+    from prendas.precision import resolve_precision
     from prendas.run import save_network
 
     keras.config.set_dtype_policy("mixed_bfloat16")

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from conftest import files_under
 
 from prendas import PrendasError
 from prendas.config import TrainConfig
@@ -113,16 +114,15 @@ def test_bfloat16_on_a_processor_without_it_warns_in_one_line(monkeypatch):
     """Where bfloat16 would be emulated (no GPU, no AVX512_BF16 or AMX), a bf16 run says so; where it is native, not."""
     import warnings
 
-    from prendas import devices
+    from prendas import devices, precision
     from prendas.train import build_gan
 
-    monkeypatch.setattr(devices, "gpus", lambda: [])
-    for variable in ("ONEDNN_MAX_CPU_ISA", "XLA_FLAGS"):  # (CI's AVX2 pass: the flags below stand for the CPU)
-        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(precision, "gpus", lambda: [])
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)  # (CI's AVX2 pass: the flags below stand for the CPU)
     config = TrainConfig(latent_dim=8, precision="mixed_bfloat16")
     for flags, emulated in (({"avx2", "fma"}, True), ({"avx512f", "avx512_bf16"}, False), ({"amx_bf16"}, False)):
         monkeypatch.setattr(devices, "cpu", lambda flags=flags: ("a CPU", flags))
-        assert devices.native_bf16() is not emulated
+        assert precision.native_bf16() is not emulated
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             build_gan(config)
@@ -134,13 +134,13 @@ def test_auto_precision_is_decided_by_each_process_that_trains_and_recorded(monk
     """--precision auto stays "auto" in the run's settings and checkpoint: each process that trains decides it for its
     own machine (a run begun where bfloat16 runs in hardware resumes in float32 where it does not, and the other way
     round), says which and why, and records it."""
-    from prendas import devices
+    from prendas import precision
     from prendas.train import resume, train
 
     for hardware, expected in (("this CPU's AVX512_BF16", "mixed_bfloat16"), (None, "float32")):
-        monkeypatch.setattr(devices, "bf16_hardware", lambda hardware=hardware: hardware)
-        assert devices.resolve_precision("auto") == expected
-        assert [devices.resolve_precision(p) for p in ("float32", "mixed_float16", "float64")] == [
+        monkeypatch.setattr(precision, "bf16_hardware", lambda hardware=hardware: hardware)
+        assert precision.resolve_precision("auto") == expected
+        assert [precision.resolve_precision(p) for p in ("float32", "mixed_float16", "float64")] == [
             "float32", "mixed_float16", "float64"]  # (only auto is resolved)
     said = []
     run = train(TrainConfig(epochs=1, images=8, batch_size=4, latent_dim=8, precision="auto", out=str(tmp_path)),
@@ -150,25 +150,31 @@ def test_auto_precision_is_decided_by_each_process_that_trains_and_recorded(monk
     assert run.gan.generator.dtype_policy.name == record["machine"]["precision"] == "float32"
     assert "in float32 (--precision auto: no bfloat16 in hardware here)" in said[0]
     # the same checkpoint resumed where bfloat16 runs in hardware: decided again, said, recorded (still "auto")
-    monkeypatch.setattr(devices, "bf16_hardware", lambda: "NVIDIA A100 (compute capability 8.0)")
+    monkeypatch.setattr(precision, "bf16_hardware", lambda: "NVIDIA A100 (compute capability 8.0)")
     said.clear()
     resumed = resume(run.paths["checkpoint"], 1, log=said.append)
     record = json.loads(resumed.paths["run_json"].read_text())
     assert resumed.config.precision == record["config"]["precision"] == "auto"
     assert resumed.gan.generator.dtype_policy.name == record["machine"]["precision"] == "mixed_bfloat16"
     assert "in mixed_bfloat16 (--precision auto: bfloat16 in hardware, NVIDIA A100 (compute capability 8.0))" in said[0]
-    # and a resume may choose the precision (a checkpoint written before 2026-12-08 holds what auto chose then)
+    # and a resume may choose the precision (a checkpoint written before 2026-12-08 holds what auto chose then), but
+    # not to or from float16, whose optimizers keep a loss scale the others do not
     again = resume(resumed.paths["checkpoint"], 1, precision="float32", log=lambda line: None)
     assert again.config.precision == "float32" and again.gan.generator.dtype_policy.name == "float32"
+    before = files_under(tmp_path)
+    with pytest.raises(PrendasError, match="cannot change to or from mixed_float16 when resuming"):
+        resume(again.paths["checkpoint"], 1, precision="mixed_float16", log=lambda line: None)
+    assert files_under(tmp_path) == before
     assert TrainConfig(precision="auto").recipe() == "bce+auto"  # (a config not yet resolved says so)
 
 
 def test_a_gpu_computes_bfloat16_from_compute_capability_8(monkeypatch):
     """T4, V100 and P100 emulate bfloat16: auto trains them in float32. Every GPU must have it; the CPU's flags do not
     count where a GPU trains; a capability the backend does not give (ROCm) is taken to have it."""
-    from prendas import devices
+    from prendas import devices, precision
 
-    assert [devices._capability(c) for c in ("8.0", (7, 5), "9.0a", None)] == [(8, 0), (7, 5), None, None]
+    assert [precision._capability(c) for c in ("8.0", (7, 5), "9.0a", None)] == [(8, 0), (7, 5), None, None]
+    assert [name for name, _ in precision.gpus()] == devices.gpu_names()  # (this machine's own, through TensorFlow)
     monkeypatch.setattr(devices, "cpu", lambda: ("a CPU", {"avx512f", "avx512_bf16"}))
     for found, expected in (
         ([("Tesla T4", (7, 5))], None), ([("Tesla V100-SXM2-16GB", (7, 0))], None), ([("Tesla P100", (6, 0))], None),
@@ -176,28 +182,37 @@ def test_a_gpu_computes_bfloat16_from_compute_capability_8(monkeypatch):
                                                                               "NVIDIA H100 (compute capability 9.0)"),
         ([("NVIDIA H100", (9, 0)), ("Tesla T4", (7, 5))], None), ([("AMD Instinct MI250X", None)], "AMD Instinct MI250X"),
     ):
-        monkeypatch.setattr(devices, "gpus", lambda found=found: found)
-        assert devices.bf16_hardware() == expected
-        assert devices.resolve_precision("auto") == ("mixed_bfloat16" if expected else "float32")
+        monkeypatch.setattr(precision, "gpus", lambda found=found: found)
+        assert precision.bf16_hardware() == expected
+        assert precision.resolve_precision("auto") == ("mixed_bfloat16" if expected else "float32")
 
 
 def test_a_cpu_held_below_its_bfloat16_instructions_has_none(monkeypatch):
-    """ONEDNN_MAX_CPU_ISA (TensorFlow's kernels) or XLA's --xla_cpu_max_isa below AVX512_CORE_BF16 take the CPU's
-    bfloat16 away, as on an AVX2 laptop: auto trains in float32 there (CI's AVX2 pass does this)."""
-    from prendas import devices
+    """ONEDNN_MAX_CPU_ISA (TensorFlow's kernels) or, on JAX, XLA's --xla_cpu_max_isa below their bfloat16 levels take
+    the CPU's bfloat16 away, as on an AVX2 laptop: auto trains in float32 there (CI's AVX2 pass does this). Each
+    backend reads its own (in its own names)."""
+    import keras
 
-    monkeypatch.setattr(devices, "gpus", lambda: [])
+    from prendas import devices, precision
+
+    monkeypatch.setattr(precision, "gpus", lambda: [])
     monkeypatch.setattr(devices, "cpu", lambda: ("a CPU", {"avx512f", "avx512_bf16", "amx_bf16"}))
     for variable in ("ONEDNN_MAX_CPU_ISA", "XLA_FLAGS"):
         monkeypatch.delenv(variable, raising=False)
-    assert devices.bf16_hardware() == "this CPU's AMX"
-    for variable, value, expected in (
-        ("ONEDNN_MAX_CPU_ISA", "AVX2", None), ("ONEDNN_MAX_CPU_ISA", "avx512_core", None),
-        ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16", "this CPU's AMX"), ("ONEDNN_MAX_CPU_ISA", "ALL", "this CPU's AMX"),
-        ("XLA_FLAGS", "--xla_force_host_platform_device_count=2 --xla_cpu_max_isa=AVX2", None),
+    assert precision.bf16_hardware() == "this CPU's AMX"
+    xla = "--xla_force_host_platform_device_count=2 --xla_cpu_max_isa="
+    for backend, variable, value, expected in (
+        ("tensorflow", "ONEDNN_MAX_CPU_ISA", "AVX2", None), ("tensorflow", "ONEDNN_MAX_CPU_ISA", "avx512_core", None),
+        ("tensorflow", "ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16", "this CPU's AMX"),
+        ("tensorflow", "ONEDNN_MAX_CPU_ISA", "ALL", "this CPU's AMX"),
+        ("tensorflow", "XLA_FLAGS", xla + "AVX2", "this CPU's AMX"),  # (TensorFlow's kernels do not read it)
+        ("jax", "XLA_FLAGS", xla + "AVX2", None), ("jax", "XLA_FLAGS", xla + "AVX512", None),
+        ("jax", "XLA_FLAGS", xla + "AVX512_BF16", "this CPU's AMX"), ("jax", "XLA_FLAGS", xla + "AMX", "this CPU's AMX"),
+        ("jax", "ONEDNN_MAX_CPU_ISA", "AVX2", "this CPU's AMX"),  # (nor JAX's oneDNN's)
     ):
+        monkeypatch.setattr(keras.backend, "backend", lambda backend=backend: backend)
         monkeypatch.setenv(variable, value)
-        assert devices.bf16_hardware() == expected, (variable, value)
+        assert precision.bf16_hardware() == expected, (backend, variable, value)
         monkeypatch.delenv(variable)
     monkeypatch.setattr(devices, "cpu", lambda: ("a CPU", {"avx2", "fma"}))
-    assert devices.bf16_hardware() is None and devices.resolve_precision("auto") == "float32"
+    assert precision.bf16_hardware() is None and precision.resolve_precision("auto") == "float32"

@@ -91,10 +91,10 @@ def test_several_steps_per_call_train_exactly_as_one_and_16_bit_precisions_train
         assert 0 < int(f.gan.d_optimizer.iterations) <= 2
         # --precision auto (--preset best's): decided by the process that builds the step, as on TensorFlow; the
         # run keeps "auto" and records what it ran
-        from prendas import devices
+        from prendas.precision import resolve_precision
         a = fit("auto", images=8, batch_size=4, precision="auto")
-        assert a.config.precision == "auto" and a.gan.generator.dtype_policy.name == devices.resolve_precision("auto")
-        assert a.record("complete")["machine"]["precision"] == devices.resolve_precision("auto")
+        assert a.config.precision == "auto" and a.gan.generator.dtype_policy.name == resolve_precision("auto")
+        assert a.record("complete")["machine"]["precision"] == resolve_precision("auto")
         # a float32 run after the float64 ones: what a fresh process trains (the float64 runs changed nothing)
         after = fit("after", precision="float32")
         np.savez("/tmp/prendas-jax-test/after.npz", *after.gan.generator.get_weights())

@@ -13,7 +13,8 @@ from prendas.run import ProgressLogger, time_left
 def _run(history_seconds, first_epoch=0, last_epoch=5, batch_size=100):
     history = [{"epoch": i + 1, "seconds": s} for i, s in enumerate(history_seconds)]
     config = types.SimpleNamespace(batch_size=batch_size, epochs=last_epoch - first_epoch, minutes=0.0)
-    return types.SimpleNamespace(history=history, first_epoch=first_epoch, last_epoch=last_epoch, config=config)
+    return types.SimpleNamespace(history=history, first_epoch=first_epoch, last_epoch=last_epoch, config=config,
+                                 planned_epochs=None, session_start=None)
 
 
 def test_time_left_in_the_first_epoch_follows_its_own_pace():
@@ -69,5 +70,7 @@ def test_with_minutes_the_time_left_ends_with_the_budget_and_the_bar_measures_ti
     monitor._started = __import__("time").perf_counter() - 200
     html = monitor._bar_html(1.5, (30.0, 100.0))
     assert 'max="300.0"' in html and "epoch 2 &middot; 3m20s elapsed of at most about 5m00s" in html
-    run.last_epoch = 2  # the run stopped there (Run.stop_here)
+    run.last_epoch, run.planned_epochs = 2, None  # its last epoch asked for, the budget not reached: nothing to say
+    assert "the run stops here" not in monitor._bar_html(2.0)
+    run.planned_epochs = 10  # the run stopped there (Run.stop_here)
     assert "the run stops here: 2 epochs fit" in monitor._bar_html(2.0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import files_under, run_cli
 
-from prendas import PrendasError, artifacts, devices, sampling
+from prendas import PrendasError, artifacts, precision, sampling
 from prendas.__main__ import class_index
 from prendas.config import PRESETS, TrainConfig
 from prendas.gan import GAN
@@ -147,7 +147,7 @@ def test_each_recipe_trains(tmp_path, settings):
     generator = sampling.load_generator(run.paths["generator"])
     assert generator_signature(generator) == (16, config.conditional) and computes_in(generator) == [full]
     assert run.record("complete")["config"] == config.to_dict()
-    assert run.record("complete")["machine"]["native_bf16"] is devices.native_bf16()
+    assert run.record("complete")["machine"]["native_bf16"] is precision.native_bf16()
     if config.averaged:  # the saved generator is the average, and the raw weights are saved beside it
         for saved, average in zip(generator.get_weights(), run.gan.ema_generator.get_weights()):
             np.testing.assert_array_equal(saved, average)
@@ -248,7 +248,7 @@ def test_a_preset_fills_in_what_the_flags_leave_unset(tmp_path):
     # (its precision "auto" stays auto, decided by each process that trains; the record says what this one ran)
     expected = {**PRESETS["best"], "ema": 0.9, "conditional": False, "class_loss": 0.0}
     assert {k: config[k] for k in expected} == expected and PRESETS["best"]["precision"] == "auto"
-    assert json.loads(record.read_text())["machine"]["precision"] == devices.resolve_precision("auto")
+    assert json.loads(record.read_text())["machine"]["precision"] == precision.resolve_precision("auto")
 
 
 @pytest.mark.numeric

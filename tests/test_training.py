@@ -191,6 +191,10 @@ def test_minutes_stop_a_run_after_the_last_epoch_that_fits_and_it_resumes_exactl
     assert record["best"]["generator"] == str(run.paths["generator_best"])
     meta, _, _ = load_checkpoint(run.paths["checkpoint"])
     assert meta["status"] == "complete" and meta["tag"] == run.tag
+    evaluation = json.loads(run.paths["evaluation_best"].read_text())  # (the best so far names its new tag too)
+    assert evaluation["model"] == str(run.paths["generator_best"]) and evaluation["run"]["tag"] == run.tag
+    best, _, _ = load_checkpoint(run.paths["checkpoint_best"])
+    assert best["tag"] == run.tag and best["best"] == record["best"] and best["epochs_done"] == 2
 
     resumed = resume(run.paths["checkpoint"], 1, log=lambda line: None)  # (a budget is its session's: not carried)
     assert resumed.config.minutes == 0
