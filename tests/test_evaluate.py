@@ -85,7 +85,7 @@ def test_quality_during_training(tiny_run):
     assert (out / "images" / f"quality_{tag}.png").is_file()
 
 
-def test_evaluate_command(tiny_run, reference, tmp_path, monkeypatch):
+def test_evaluate_command(tiny_run, reference, tmp_path, monkeypatch, capsys):
     out, _ = tiny_run
     [model] = (out / "models").glob("generator_2*.keras")  # (not the best-so-far generator_best_TAG)
     monkeypatch.setenv("PRENDAS_CACHE", str(tmp_path / "cache"))
@@ -110,13 +110,15 @@ def test_evaluate_command(tiny_run, reference, tmp_path, monkeypatch):
     assert report["run"]["data"]["includes_test_images"] is False and "warning" not in report
 
     # The floor is the same for the next evaluation with the same n and seed: it comes from the cache,
-    # and a cache file that cannot be read is scored again (those two here, in this process, from the same file).
-    again = run_cli("evaluate", "--model", model, "--n", 500, "--json", tmp_path / "again.json")
-    assert again.returncode == 0, again.stderr
+    # and a cache file that cannot be read is scored again (those two here, in this process, from the same file;
+    # the first evaluation above was a process of its own, as a user runs it).
+    from prendas.__main__ import main
+
+    assert main(["evaluate", "--model", str(model), "--n", "500", "--json", str(tmp_path / "again.json")]) in (0, None)
     second = json.loads((tmp_path / "again.json").read_text())
     assert second["floor"] == report["floor"] and second["metrics"] == report["metrics"]
     assert second["floor_from_cache"] is True and report["floor_from_cache"] is False
-    assert "floor from the cache" in again.stdout
+    assert "floor from the cache" in capsys.readouterr().out
     [cached] = (tmp_path / "cache").glob("floor_*.json")
     for damage in ("{not json", "null"):
         cached.write_text(damage)
