@@ -293,12 +293,13 @@ def _fit_here(run, images, callbacks, log, scratch):
     note = " (includes test images)" if run.data["includes_test_images"] else ""
     replicas = devices.replicas(run.gan)
     log(
-        f"run {run.tag} ({config.recipe()}): {len(images):,} images{note} from {run.data['source']}, "
+        f"run {run.tag} ({config.recipe()}) in {explain_precision(config.precision)}: {len(images):,} images{note} from "
+        f"{run.data['source']}, "
         + (f"epochs {run.first_epoch + 1}-{run.last_epoch}" if config.epochs > 1 else f"epoch {run.last_epoch}")
         + (f" (or as many as end within {config.minutes:g} minutes)" if config.minutes and config.epochs > 1 else "")
         + f", {steps} step{'s' if steps > 1 else ''} of "
         f"{config.batch_size} images each"
-        + (f" over {replicas} devices" if replicas > 1 else "") + f", in {explain_precision(config.precision)}, "
+        + (f" over {replicas} devices" if replicas > 1 else "") + ", "
         + ("writing nothing: the chief (worker 0, or the chief task) writes the files" if scratch
            else f"writing to {Path(config.out).resolve()}")
     )
