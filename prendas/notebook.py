@@ -138,7 +138,8 @@ class NotebookMonitor(keras.callbacks.Callback):
                 f'<progress value="{budget if ended else min(elapsed, budget):.1f}" max="{budget:.1f}" '
                 f'style="width:60%"></progress> epoch {epoch}{" done" if between else ""} &middot; '
                 f"{format_seconds(elapsed)} elapsed of at most about {format_seconds(budget)}"
-                + (f" (the run stops here: {epoch - self.run.first_epoch} epochs fit)" if ended else "")
+                + (f" (the run stops here: {epoch - self.run.first_epoch} epoch{'s' * (epoch - self.run.first_epoch != 1)} "
+                   "fit)" if ended else "")
             )
         return (
             f'<progress value="{epochs_done:.3f}" max="{total}" style="width:60%"></progress> '
